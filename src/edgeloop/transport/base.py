@@ -1,0 +1,61 @@
+"""The transport seam: one interface for in-process, HTTP and (later) MQTT uplinks.
+
+A node sends :class:`Batch` es of outbox entries upstream and receives
+:class:`Message` s back: application acks (the highest sequence the receiver has
+*committed*, never merely received) and, later, desired state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from edgeloop.outbox.base import Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A group of outbox entries from one node, in sequence order.
+
+    Attributes:
+        node: the sending node's id.
+        entries: entries in ascending ``seq``.
+        status: the node's cumulative counters (evictions, rejects, ...) at send time;
+            cumulative so that a redelivered or reordered batch never double-counts.
+        sent_ns: sender clock.
+    """
+
+    node: str
+    entries: tuple[Entry, ...]
+    status: dict[str, Any] = field(default_factory=dict)
+    sent_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The receiver committed every entry of ``node`` up to ``upto_seq``.
+
+    ``duplicates`` counts entries it recognised as already stored and skipped.
+    """
+
+    node: str
+    upto_seq: int
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+Message = Ack
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Uplink of one node. ``send`` raises :class:`~edgeloop.errors.TransportError` on
+    failure, in which case nothing is acknowledged and the entries are sent again."""
+
+    async def send(self, batch: Batch) -> None: ...
+
+    def receive(self) -> AsyncIterator[Message]: ...
+
+    async def close(self) -> None: ...
