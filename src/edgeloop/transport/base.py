@@ -20,6 +20,10 @@ class Batch:
 
     Attributes:
         node: the sending node's id.
+        after_seq: the ``after`` the entries were claimed from: every entry of the node
+            with ``after_seq < seq <= entries[-1].seq`` that is not in ``entries`` was
+            evicted by the outbox policy. The receiver acknowledges past ``after_seq``
+            only when it has committed everything up to it (its watermark for the node).
         entries: entries in ascending ``seq``.
         status: the node's cumulative counters (evictions, rejects, ...) at send time;
             cumulative so that a redelivered or reordered batch never double-counts.
@@ -27,6 +31,7 @@ class Batch:
     """
 
     node: str
+    after_seq: int
     entries: tuple[Entry, ...]
     status: dict[str, Any] = field(default_factory=dict)
     sent_ns: int = 0
