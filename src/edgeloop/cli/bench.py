@@ -1,0 +1,65 @@
+"""``edgeloop bench``: our figures beside the peers', measured in one run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HELP = (
+    "Measure the edge pipeline against River's HalfSpaceTrees and the outbox's durable "
+    "append against a raw SQLite batch insert, in one run; print the ratios."
+)
+
+
+def bench(
+    reps: Annotated[int, typer.Option(help="Repetitions; medians are reported.")] = 5,
+    sensors: Annotated[int, typer.Option(help="Sensors in the generated stream.")] = 100,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the figures to this JSON file.")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="Small sizes (a smoke run, not a measurement).")] = False,
+) -> None:
+    """Run the benchmarks and print a side-by-side table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgeloop.bench.outbox_bench import bench_outbox
+    from edgeloop.bench.pipeline_bench import bench_pipeline
+
+    console = Console()
+    with console.status("pipeline vs River HalfSpaceTrees ..."):
+        if quick:
+            pipe = bench_pipeline(n_sensors=8, seconds=2.0, reps=reps, river_samples=2_000)
+        else:
+            pipe = bench_pipeline(n_sensors=sensors, reps=reps)
+    with console.status("outbox vs raw SQLite ..."):
+        if quick:
+            box = bench_outbox(rows=5_000, reps=reps)
+        else:
+            box = bench_outbox(reps=reps)
+    figures: dict[str, float] = {**pipe, **box, "reps": reps}
+
+    table = Table(title=f"edgeloop bench (median of {reps})")
+    table.add_column("workload")
+    table.add_column("edgeloop", justify="right")
+    table.add_column("peer", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_row(
+        "edge pipeline (windows+features+rfft+detector+decide) vs River HalfSpaceTrees",
+        f"{pipe['pipeline_samples_per_s'] / 1e6:,.1f} M samples/s",
+        f"{pipe['river_samples_per_s'] / 1e3:,.1f} k samples/s",
+        f"{pipe['ratio_vs_river']:,.0f}x",
+    )
+    table.add_row(
+        "outbox durable append vs raw SQLite batch insert",
+        f"{box['outbox_rows_per_s'] / 1e3:,.0f} k rows/s",
+        f"{box['sqlite_raw_rows_per_s'] / 1e3:,.0f} k rows/s",
+        f"{box['ratio_vs_sqlite']:.2f}x",
+    )
+    console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2) + "\n")
+        console.print(f"figures written to {json_out}")

@@ -1,0 +1,30 @@
+"""The ``edgeloop`` command line. One module per command group; imports stay lazy."""
+
+from __future__ import annotations
+
+import typer
+
+from edgeloop import __version__
+from edgeloop.cli import bench, demo, hub, node
+
+app = typer.Typer(
+    name="edgeloop",
+    help="Sense, learn and respond across tiers: edge nodes, gateways and a hub.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("demo", help=demo.HELP)(demo.demo)
+app.command("bench", help=bench.HELP)(bench.bench)
+app.add_typer(node.app, name="node")
+app.add_typer(hub.app, name="hub")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the edgeloop version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,164 @@
+"""The node runtime: one asyncio loop around :class:`NodeCore`, an outbox and an uplink.
+
+Sources feed frames; the core runs synchronously (it is fast, and local actions must not
+wait behind I/O); blocking storage runs in a worker thread; the uplink task claims from
+the outbox, sends, and acknowledges only what the receiver says it has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import resource
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from edgeloop.errors import TransportError
+from edgeloop.node.core import NodeCore
+from edgeloop.outbox.base import NewEntry, OutboxStore
+from edgeloop.telemetry.frame import Frame
+from edgeloop.transport.base import Ack, Batch, Transport
+
+Clock = Callable[[], int]
+
+
+def rss_mb_max() -> float:
+    """Peak resident set size of this process in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class NodeRuntime:
+    """Runs a node: ``feed`` frames in, the uplink drains the outbox upstream.
+
+    Args:
+        core: the node's processing.
+        outbox: where entries wait until the receiver commits them.
+        transport: the uplink, or ``None`` for a node that keeps everything local.
+        clock: wall clock in ns (injected so simulations can run on simulated time).
+    """
+
+    def __init__(
+        self,
+        core: NodeCore,
+        outbox: OutboxStore,
+        transport: Transport | None,
+        clock: Clock = time.time_ns,
+    ) -> None:
+        self.core = core
+        self.outbox = outbox
+        self.transport = transport
+        self.clock = clock
+        cfg = core.config.uplink
+        self._max_batch = cfg.max_batch_bytes
+        self._retry_min = cfg.retry_min_s
+        self._retry_max = cfg.retry_max_s
+        self._ack_timeout = cfg.timeout_s
+        self._wake = asyncio.Event()
+        self._acks: asyncio.Queue[Ack] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rng = random.Random(core.config.node_id)
+        self.send_failures = 0
+        self.batches_acked = 0
+        self.link_up = True
+
+    # -- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        if self.transport is not None:
+            self._tasks.append(asyncio.create_task(self._receive_loop()))
+            self._tasks.append(asyncio.create_task(self._uplink_loop()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        if self.transport is not None:
+            await self.transport.close()
+
+    # -- data in ------------------------------------------------------------------
+    async def feed(self, frame: Frame) -> None:
+        """Process ``frame`` now and store what must go upstream."""
+        arrival = time.perf_counter_ns()
+        entries = self.core.process(frame, self.clock(), arrival)
+        await self._store(entries)
+
+    async def run_source(self, source: AsyncIterator[Frame]) -> None:
+        async for frame in source:
+            await self.feed(frame)
+
+    async def flush(self) -> None:
+        """Emit what the core still holds (open summary periods, pending events)."""
+        await self._store(self.core.flush(self.clock()))
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until every stored entry is acknowledged; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            stats = await asyncio.to_thread(self.outbox.stats)
+            if stats.depth == 0:
+                return True
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        return False
+
+    async def _store(self, entries: list[NewEntry]) -> None:
+        if entries:
+            await asyncio.to_thread(self.outbox.append, entries)
+            self._wake.set()
+
+    # -- uplink -----------------------------------------------------------------
+    async def _receive_loop(self) -> None:
+        assert self.transport is not None
+        async for msg in self.transport.receive():
+            if isinstance(msg, Ack):
+                await self._acks.put(msg)
+
+    async def _uplink_loop(self) -> None:
+        assert self.transport is not None
+        backoff = self._retry_min
+        while True:
+            stats = await asyncio.to_thread(self.outbox.stats)
+            entries = await asyncio.to_thread(self.outbox.claim, self._max_batch)
+            if not entries:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=0.5)
+                continue
+            batch = Batch(
+                node=self.core.config.node_id,
+                after_seq=stats.acked_upto,
+                entries=tuple(entries),
+                status=self.status(stats.evicted.as_dict()),
+                sent_ns=self.clock(),
+            )
+            try:
+                await self.transport.send(batch)
+                ack = await asyncio.wait_for(self._acks.get(), timeout=self._ack_timeout)
+            except (TransportError, TimeoutError):
+                self.send_failures += 1
+                self.link_up = False
+                # Jittered exponential back-off: a fleet coming back must not stampede.
+                await asyncio.sleep(backoff * (0.5 + self._rng.random()))
+                backoff = min(backoff * 2, self._retry_max)
+                continue
+            self.link_up = True
+            backoff = self._retry_min
+            await asyncio.to_thread(self.outbox.ack, ack.upto_seq)
+            self.batches_acked += 1
+
+    # -- status -----------------------------------------------------------------
+    def status(self, evicted: dict[str, Any] | None = None) -> dict[str, Any]:
+        st = self.core.status()
+        if evicted is None:
+            evicted = self.outbox.stats().evicted.as_dict()
+        st["evicted"] = evicted
+        st["evicted_samples"] = sum(v["samples"] for v in evicted.values())
+        st["rss_mb_max"] = round(rss_mb_max(), 1)
+        st["send_failures"] = self.send_failures
+        st["link_up"] = self.link_up
+        st["tier"] = self.core.config.tier
+        return st
