@@ -50,6 +50,10 @@ class LatencyRecorder:
         if j < self._buf.shape[0]:
             self._buf[j] = ns
 
+    def samples(self) -> list[int]:
+        """The retained latencies (ns), for merging several recorders."""
+        return [int(x) for x in self._buf[: self._n]]
+
     @property
     def count(self) -> int:
         return self._seen

@@ -8,7 +8,7 @@ pydantic; every problem is reported with the path of the field, e.g.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -60,6 +60,49 @@ class DecideConfig(_Model):
     )
 
 
+class SensorConfig(_Model):
+    name: str = Field(min_length=1)
+    machine: str = Field(min_length=1)
+    kind: Literal["vibration", "temperature", "pressure", "current", "generic"] = "generic"
+    rate_hz: float = Field(default=1.0, gt=0.0)
+    unit: str = ""
+
+
+class SimSourceConfig(_Model):
+    """The factory simulator as a source; ``factory`` and ``faults`` go to ``edgeloop.sim``."""
+
+    type: Literal["sim"] = "sim"
+    seed: int = 0
+    tick_s: float = Field(default=0.1, gt=0.0)
+    factory: dict[str, Any] = Field(default_factory=dict)
+    faults: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class CsvSourceConfig(_Model):
+    type: Literal["csv"] = "csv"
+    path: str
+    speed: float = Field(default=0.0, ge=0.0)
+
+
+class HttpSourceConfig(_Model):
+    type: Literal["http"] = "http"
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+
+
+SourceConfig = Annotated[
+    SimSourceConfig | CsvSourceConfig | HttpSourceConfig, Field(discriminator="type")
+]
+
+
+class ChaosConfig(_Model):
+    """Faults injected into the uplink, in seconds from the start of the run."""
+
+    partitions: list[tuple[float, float]] = Field(default_factory=list)
+    ack_loss: float = Field(default=0.0, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
 class NodeConfig(_Model):
     """Everything a node needs to run.
 
@@ -80,6 +123,10 @@ class NodeConfig(_Model):
     decide: DecideConfig = Field(default_factory=DecideConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     uplink: UplinkConfig = Field(default_factory=UplinkConfig)
+    sensors: list[SensorConfig] = Field(default_factory=list)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    chaos: ChaosConfig | None = None
+    status_file: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

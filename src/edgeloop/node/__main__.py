@@ -1,0 +1,5 @@
+import sys
+
+from edgeloop.node.main import cli
+
+sys.exit(cli())

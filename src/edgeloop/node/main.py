@@ -1,0 +1,197 @@
+"""Entry point of a node process: ``python -m edgeloop.node --config node.yaml``.
+
+Imports only what a node needs (numpy, onnxruntime, the codec, the outbox, the HTTP
+client from the standard library): never scikit-learn, FastAPI or the CLI stack, so a
+gateway stays small (see ``tests/node/test_footprint.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from edgeloop.errors import ConfigError, EdgeloopError
+from edgeloop.node.actions import ActionRegistry
+from edgeloop.node.build import build_core, build_outbox, build_transport
+from edgeloop.node.config import NodeConfig, SimSourceConfig, load_node_config
+from edgeloop.node.runtime import NodeRuntime
+from edgeloop.node.sources import HttpPushSource, csv_source, sim_source
+from edgeloop.telemetry.frame import SensorCatalog, SensorKind, SensorSpec
+
+log = logging.getLogger("edgeloop.node")
+
+
+def builtin_actions() -> ActionRegistry:
+    """Actions every node has: ``log`` (a log line) and ``relay`` (an actuator command).
+
+    ``relay`` records the command it would write to the machine's interlock (a GPIO or
+    Modbus coil on real hardware), with the time it was issued.
+    """
+    reg = ActionRegistry()
+    relay_log: deque[tuple[str, int]] = deque(maxlen=10_000)
+
+    @reg.register("log")
+    def _log(event: Any) -> None:
+        log.warning("%s %s on %s: %s", event.severity, event.machine, event.sensor, event.reason)
+
+    @reg.register("relay")
+    def _relay(event: Any) -> None:
+        relay_log.append((event.machine, time.time_ns()))
+
+    reg.relay_log = relay_log  # type: ignore[attr-defined]
+    return reg
+
+
+def _catalog(cfg: NodeConfig, sims: list[Any]) -> SensorCatalog:
+    cat = SensorCatalog()
+    for sim in sims:
+        for spec in sim.catalog.specs:
+            cat.add(spec)
+    for s in cfg.sensors:
+        cat.add(SensorSpec(s.name, s.machine, SensorKind(s.kind), s.rate_hz, s.unit))
+    return cat
+
+
+def _make_sims(cfg: NodeConfig, start_ns: int) -> list[tuple[SimSourceConfig, Any]]:
+    out = []
+    for src in cfg.sources:
+        if isinstance(src, SimSourceConfig):
+            from edgeloop.sim.factory import build_sim
+
+            out.append((src, build_sim(src.factory, src.faults, seed=src.seed, start_ns=start_ns)))
+    return out
+
+
+async def run_node(
+    cfg: NodeConfig,
+    duration_s: float | None,
+    start_ns: int | None = None,
+    drain_timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    """Run the node until ``duration_s`` has passed (or forever); return final stats."""
+    clock = time.time_ns
+    start = start_ns or clock()
+    if start > clock():
+        await asyncio.sleep((start - clock()) / 1e9)
+    until = start + int(duration_s * 1e9) if duration_s is not None else 2**62
+    sims = _make_sims(cfg, start)
+    catalog = _catalog(cfg, [s for _, s in sims])
+    actions = builtin_actions()
+    core = build_core(cfg, catalog, actions)
+    outbox = build_outbox(cfg)
+    transport = build_transport(cfg)
+    chaos = None
+    if cfg.chaos is not None and transport is not None:
+        from edgeloop.sim.chaos import ChaosTransport, PartitionSchedule
+
+        chaos = ChaosTransport(
+            transport,
+            PartitionSchedule(cfg.chaos.partitions, start_ns=start),
+            clock=clock,
+            ack_loss=cfg.chaos.ack_loss,
+            seed=cfg.chaos.seed,
+        )
+    runtime = NodeRuntime(core, outbox, chaos or transport, clock=clock)
+    await runtime.start()
+
+    tasks: list[asyncio.Task[None]] = []
+    for src_cfg, sim in sims:
+        tasks.append(asyncio.create_task(
+            runtime.run_source(sim_source(sim, src_cfg.tick_s, until, clock))))
+    for src in cfg.sources:
+        if src.type == "csv":
+            tasks.append(asyncio.create_task(runtime.run_source(csv_source(src.path, catalog, speed=src.speed))))
+        elif src.type == "http":
+            push = HttpPushSource(catalog, src.host, src.port)
+            log.info("accepting pushed telemetry at %s/v1/push", push.url)
+            tasks.append(asyncio.create_task(runtime.run_source(push.__aiter__())))
+    status_task = asyncio.create_task(_write_status(runtime, cfg.status_file))
+    try:
+        remaining = (until - clock()) / 1e9
+        done, _ = await asyncio.wait(tasks, timeout=remaining if duration_s is not None else None)
+        for t in done:
+            if t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+    await runtime.flush()
+    drained = await runtime.drain(drain_timeout_s)
+    status_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await status_task
+    stats = runtime.status()
+    stats["drained"] = drained
+    stats["outbox_depth"] = outbox.stats().depth
+    inner = transport
+    stats["bytes_uplinked"] = int(getattr(inner, "bytes_sent", 0))
+    stats["batches_sent"] = int(getattr(inner, "batches_sent", 0))
+    stats["batches_acked"] = runtime.batches_acked
+    if chaos is not None:
+        stats["chaos"] = {"blocked": chaos.blocked, "acks_dropped": chaos.acks_dropped}
+    stats["latency_samples_ms"] = [x / 1e6 for x in actions.latency.samples()]
+    stats["relay_commands"] = len(actions.relay_log)  # type: ignore[attr-defined]
+    stats["faults"] = [
+        {"machine": f.machine, "kind": str(f.kind), "start_ns": f.start_ns, "end_ns": f.end_ns}
+        for _, sim in sims for f in sim.faults
+    ]
+    await runtime.stop()
+    outbox.close()
+    return stats
+
+
+async def _write_status(runtime: NodeRuntime, path: str | None, every_s: float = 0.5) -> None:
+    """Publish live counters to a local file (atomic rename) for dashboards and the demo."""
+    if path is None:
+        return
+    target = Path(path)
+    tmp = target.with_suffix(".tmp")
+    while True:
+        st = runtime.status()
+        st["outbox_depth"] = (await asyncio.to_thread(runtime.outbox.stats)).depth
+        st["t_ns"] = time.time_ns()
+        tmp.write_text(json.dumps(st))
+        os.replace(tmp, target)
+        await asyncio.sleep(every_s)
+
+
+def main(config: Path, duration: float | None, stats_out: Path | None,
+         start_ns: int | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        cfg = load_node_config(config)
+        stats = asyncio.run(run_node(cfg, duration, start_ns))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except EdgeloopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if stats_out is not None:
+        stats_out.write_text(json.dumps(stats))
+    return 0 if stats.get("drained", True) else 3
+
+
+def cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m edgeloop.node", description=__doc__)
+    ap.add_argument("--config", "-c", type=Path, required=True)
+    ap.add_argument("--duration", type=float, default=None)
+    ap.add_argument("--stats-out", type=Path, default=None)
+    ap.add_argument("--start-ns", type=int, default=None,
+                    help="wall-clock ns at which to start (lets several nodes start together)")
+    a = ap.parse_args(argv)
+    return main(a.config, a.duration, a.stats_out, a.start_ns)
