@@ -47,10 +47,8 @@ def make_detector(entry: Any) -> Detector:
     if entry.type == "onnx":
         from edgeloop.detect.onnx_model import OnnxDetector
 
-        kwargs: dict[str, Any] = {}
-        if getattr(entry, "threshold", None) is not None:
-            kwargs["threshold"] = entry.threshold
-        return OnnxDetector(Path(entry.model), **kwargs)
+        threshold = entry.params.get("threshold")
+        return OnnxDetector(Path(entry.model), threshold=threshold, name=entry.name or "onnx")
     raise ConfigError(f"detectors: unknown detector type {entry.type!r}")
 
 

@@ -65,7 +65,7 @@ def _make_sims(cfg: NodeConfig, start_ns: int) -> list[tuple[SimSourceConfig, An
     out = []
     for src in cfg.sources:
         if isinstance(src, SimSourceConfig):
-            from edgeloop.sim.factory import build_sim
+            from edgeloop.sim.build import build_sim
 
             out.append((src, build_sim(src.factory, src.faults, seed=src.seed, start_ns=start_ns)))
     return out

@@ -44,7 +44,7 @@ class DemoOptions:
     machines_per_gateway: int = 6
     faults: int = 12
     seed: int = 7
-    partition: tuple[float, float] = (0.40, 0.60)
+    partition: tuple[float, float] | None = (0.40, 0.60)
     ack_loss: float = 0.05
     tick_s: float = 0.1
     startup_s: float = 4.0

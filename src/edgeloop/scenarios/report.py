@@ -84,9 +84,8 @@ def build_report(
         "events_true": score.true_events,
         "faults_by_kind": {k: {"detected": d, "injected": n} for k, (d, n) in score.by_kind.items()},
         "missed_faults": [
-            {"machine": f.machine, "kind": f.kind, "start_s": round((f.start_ns - plan.start_hint_ns) / 1e9, 2)}
-            for f in score.missed
-        ] if plan.start_hint_ns else [{"machine": f.machine, "kind": f.kind} for f in score.missed],
+            {"machine": f.machine, "kind": f.kind, "start_ns": f.start_ns} for f in score.missed
+        ],
         "false_events": [{"machine": e.machine, "t_ns": e.t_ns} for e in score.false_events],
         "hub_duplicates_skipped": int(totals.get("duplicates_skipped", 0)),
         "send_failures": sum(int(s.get("send_failures", 0)) for s in gw_stats.values()),
