@@ -1,0 +1,337 @@
+"""The edge pipeline: a spec turned into stages, run on whole frames.
+
+``process(frame, now_ns)`` runs, in order:
+
+1. **validation**: samples with a non-finite value or an unknown sensor index are
+   dropped and counted per :class:`~edgeloop.errors.RejectReason`; the rest is kept;
+2. a sort by (sensor, ts), only when the frame is not sorted already;
+3. the **filters** of the spec;
+4. the **summaries** (every sample that passed 2-3 is covered by exactly one row);
+5. per window group: **windows** -> **features** -> each **detector** ``score`` then
+   ``learn`` (with its own scores); several detectors of a group are combined by the
+   elementwise maximum of their scores (see :func:`combine_scores`).
+
+Every sample handed to :meth:`Pipeline.process` is therefore either summarised, or
+counted in ``rejected`` or ``filtered``. Anonymisation is *not* applied here: local
+actions need real names; the node applies :attr:`Pipeline.anonymiser` to what it sends
+upstream.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from edgeloop.detect.robust import RobustDetector
+from edgeloop.errors import ConfigError, RejectReason
+from edgeloop.pipeline.aggregate import SummaryAggregator
+from edgeloop.pipeline.features import compute_features, feature_names
+from edgeloop.pipeline.spec import OnnxDetectorSpec, PipelineSpec, WindowSpec
+from edgeloop.pipeline.stages import Anonymiser, FilterStage
+from edgeloop.pipeline.types import Features, Scores
+from edgeloop.pipeline.windows import Windower, ensure_sorted
+from edgeloop.telemetry.frame import SENSOR_DTYPE, Frame, SensorCatalog
+from edgeloop.telemetry.records import SummaryBatch
+
+if TYPE_CHECKING:  # the detect package imports pipeline.types: no runtime cycle
+    from edgeloop.detect.base import Detector
+
+__all__ = ["DetectorFactory", "Pipeline", "PipelineOutput", "combine_scores", "select_sensors"]
+
+DetectorFactory = Callable[[OnnxDetectorSpec], "Detector"]
+"""Builds a detector the pipeline does not know itself (e.g. ``type: onnx``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOutput:
+    """What one :meth:`Pipeline.process` call produced.
+
+    Attributes:
+        features: one block per window group that completed windows in this call.
+        scores: aligned with ``features``; the combined score when a group has several
+            detectors (an all-zero score when it has none).
+        detector_scores: aligned with ``features``; each detector's own scores by name.
+        summaries: periods closed by this call, if any.
+        windows: number of windows completed (all groups).
+        samples: samples accepted (after validation and filters).
+        rejected: samples rejected by validation in this call, per reason.
+        filtered: samples dropped by filters in this call.
+    """
+
+    features: list[Features]
+    scores: list[Scores]
+    detector_scores: list[dict[str, Scores]]
+    summaries: SummaryBatch | None
+    windows: int
+    samples: int
+    rejected: dict[RejectReason, int] = field(default_factory=dict)
+    filtered: int = 0
+
+
+def select_sensors(
+    catalog: SensorCatalog, spec: WindowSpec, start: int = 0
+) -> npt.NDArray[np.uint32]:
+    """Catalog indices ``>= start`` that belong to the window group ``spec``."""
+    kinds = set(spec.kinds)
+    picked = [
+        i
+        for i in range(start, len(catalog))
+        if (not kinds or catalog[i].kind in kinds)
+        and (not spec.sensors or any(fnmatch.fnmatchcase(catalog[i].name, g) for g in spec.sensors))
+    ]
+    return np.array(picked, dtype=SENSOR_DTYPE)
+
+
+def _rescale(score: npt.NDArray[np.float32], t: float) -> npt.NDArray[np.float32]:
+    """Monotone map of [0, 1] onto itself that sends threshold ``t`` to 0.5."""
+    if t == 0.5:
+        return score
+    if t <= 0.0:
+        return np.where(score >= t, 0.5 + 0.5 * score, 0.0).astype(np.float32)
+    if t >= 1.0:
+        return np.where(score >= t, 1.0, 0.5 * score / t).astype(np.float32)
+    low = 0.5 * score / t
+    high = 0.5 + 0.5 * (score - t) / (1.0 - t)
+    return np.where(score >= t, high, low).astype(np.float32)
+
+
+def combine_scores(scores: Sequence[Scores]) -> Scores:
+    """Elementwise maximum of several detectors' scores for the same windows.
+
+    With equal thresholds the scores are compared as they are. Otherwise each is first
+    mapped monotonically so its threshold lands on 0.5, and the result has threshold
+    0.5: a window is anomalous exactly when at least one detector finds it so.
+    ``confidence`` and ``top_feature`` come from the detector with the highest score.
+    """
+    if len(scores) == 1:
+        return scores[0]
+    ts = {s.threshold for s in scores}
+    if len(ts) == 1:
+        mats = [s.score for s in scores]
+        threshold = scores[0].threshold
+    else:
+        mats = [_rescale(s.score, s.threshold) for s in scores]
+        threshold = 0.5
+    stack = np.stack(mats)
+    best = stack.argmax(axis=0)
+    cols = np.arange(stack.shape[1])
+    return Scores(
+        score=stack[best, cols].astype(np.float32),
+        threshold=threshold,
+        confidence=np.stack([s.confidence for s in scores])[best, cols],
+        top_feature=np.stack([s.top_feature for s in scores])[best, cols],
+        detector="max(" + ",".join(s.detector for s in scores) + ")",
+    )
+
+
+@dataclass(slots=True)
+class _Group:
+    spec: WindowSpec
+    windower: Windower
+    names: tuple[str, ...]
+    detectors: list[tuple[str, Detector]]
+
+
+class Pipeline:
+    """Filters, windows, features, detectors and summaries composed from a spec.
+
+    Build it with :meth:`from_spec`. Pure: no I/O, time comes in as ``now_ns``.
+    """
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        catalog: SensorCatalog,
+        groups: list[_Group],
+        filters: list[FilterStage],
+        aggregator: SummaryAggregator | None,
+        anonymiser: Anonymiser | None,
+    ) -> None:
+        self.spec = spec
+        self.catalog = catalog
+        self.filters = filters
+        self.aggregator = aggregator
+        self.anonymiser = anonymiser
+        self._groups = groups
+        self._known = len(catalog)
+        self.samples_in = 0
+        self.rejected: dict[RejectReason, int] = {}
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: PipelineSpec,
+        catalog: SensorCatalog,
+        detector_factory: DetectorFactory | None = None,
+        anon_key: bytes | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Pipeline:
+        """Compose the stages ``spec`` describes for the sensors of ``catalog``.
+
+        Args:
+            spec: a validated spec (see :func:`~edgeloop.pipeline.spec.load_spec`).
+            catalog: the node's sensors; sensors added later join matching groups.
+            detector_factory: builds detectors other than ``robust`` (e.g. ONNX).
+            anon_key: the anonymisation key; default: ``environ[spec.anonymise.key_env]``.
+            environ: where to look the key up (default ``os.environ``).
+
+        Raises:
+            ConfigError: a detector type without factory, or a hash without a key.
+        """
+        groups: list[_Group] = []
+        for w in spec.windows:
+            bands = w.spectrum.bands if w.spectrum else 0
+            groups.append(
+                _Group(
+                    w,
+                    Windower(w.group, select_sensors(catalog, w), w.size, w.step),
+                    feature_names(w.features, bands),
+                    [],
+                )
+            )
+        by_name = {g.spec.group: g for g in groups}
+        for i, d in enumerate(spec.detectors):
+            g = by_name[d.group]
+            name = d.name or d.type
+            det: Detector
+            if d.type == "robust":
+                det = RobustDetector(len(catalog), g.names, name=name, **d.params.model_dump())
+            elif detector_factory is None:
+                raise ConfigError(
+                    f"detectors[{i}]: type {d.type!r} needs a detector_factory "
+                    "(Pipeline.from_spec(..., detector_factory=...))"
+                )
+            else:
+                det = detector_factory(d)
+            g.detectors.append((name, det))
+        filters = [FilterStage(catalog, f.mode, f.kinds, f.sensors, f.range) for f in spec.filters]
+        agg = None
+        if spec.summaries is not None:
+            s = spec.summaries
+            late = None if s.lateness_s is None else round(s.lateness_s * 1e9)
+            agg = SummaryAggregator(round(s.period_s * 1e9), catalog.names(), late)
+        anon = None
+        a = spec.anonymise
+        if a.hash or a.drop:
+            key = anon_key
+            if key is None and a.hash:
+                env = os.environ if environ is None else environ
+                raw = env.get(a.key_env, "")
+                if not raw:
+                    raise ConfigError(
+                        f"anonymise.key_env: environment variable {a.key_env} is not set "
+                        "(the hash key)"
+                    )
+                key = raw.encode()
+            anon = Anonymiser(key or b"", a.hash, a.drop)
+        return cls(spec, catalog, groups, filters, agg, anon)
+
+    # -- running --------------------------------------------------------------------------
+    def process(self, frame: Frame, now_ns: int) -> PipelineOutput:
+        """Run every stage on ``frame``; ``now_ns`` closes summary periods."""
+        self._sync_catalog()
+        self.samples_in += len(frame)
+        frame, rejected = self._validate(frame)
+        frame = ensure_sorted(frame)
+        n_valid = len(frame)
+        for f in self.filters:
+            frame = f.process(frame, now_ns)
+        summaries = self.aggregator.process_sorted(frame, now_ns) if self.aggregator else None
+        feats_out: list[Features] = []
+        scores_out: list[Scores] = []
+        per_det: list[dict[str, Scores]] = []
+        n_windows = 0
+        for g in self._groups:
+            w = g.windower.process_sorted(frame)
+            if len(w) == 0:
+                continue
+            n_windows += len(w)
+            bands = g.spec.spectrum.bands if g.spec.spectrum else 0
+            log = g.spec.spectrum.log if g.spec.spectrum else True
+            feats = compute_features(w, g.spec.features, bands, log)
+            own: dict[str, Scores] = {}
+            for name, det in g.detectors:
+                sc = det.score(feats)
+                det.learn(feats, sc)
+                own[name] = sc
+            feats_out.append(feats)
+            scores_out.append(combine_scores(list(own.values())) if own else _no_scores(len(w)))
+            per_det.append(own)
+        return PipelineOutput(
+            features=feats_out,
+            scores=scores_out,
+            detector_scores=per_det,
+            summaries=summaries,
+            windows=n_windows,
+            samples=len(frame),
+            rejected=rejected,
+            filtered=n_valid - len(frame),
+        )
+
+    def flush(self) -> SummaryBatch | None:
+        """Emit every open summary period (at shutdown). Incomplete windows are dropped."""
+        return self.aggregator.flush() if self.aggregator else None
+
+    # -- introspection ------------------------------------------------------------------
+    @property
+    def groups(self) -> dict[str, npt.NDArray[np.uint32]]:
+        """Sensors of each window group."""
+        return {g.spec.group: g.windower.sensors for g in self._groups}
+
+    def detectors(self, group: str) -> dict[str, Detector]:
+        """The detectors of ``group`` by name."""
+        for g in self._groups:
+            if g.spec.group == group:
+                return dict(g.detectors)
+        raise KeyError(group)
+
+    @property
+    def filtered(self) -> int:
+        """Samples dropped by filters so far."""
+        return sum(f.dropped_total for f in self.filters)
+
+    # -- internals ----------------------------------------------------------------------
+    def _validate(self, frame: Frame) -> tuple[Frame, dict[RejectReason, int]]:
+        if len(frame) == 0:
+            return frame, {}
+        finite = np.isfinite(frame.value)
+        known = int(frame.sensor.max()) < len(self.catalog)
+        all_finite = bool(finite.all())
+        if known and all_finite:
+            return frame, {}
+        keep = finite
+        rejected: dict[RejectReason, int] = {}
+        if not known:
+            ok_sensor = frame.sensor < len(self.catalog)
+            rejected[RejectReason.UNKNOWN_SENSOR] = int((~ok_sensor).sum())
+            keep = keep & ok_sensor
+            bad_value = ~finite & ok_sensor
+        else:
+            bad_value = ~finite
+        if not all_finite:
+            rejected[RejectReason.NON_FINITE] = int(bad_value.sum())
+        rejected = {k: v for k, v in rejected.items() if v}
+        for k, v in rejected.items():
+            self.rejected[k] = self.rejected.get(k, 0) + v
+        return frame.take(keep), rejected
+
+    def _sync_catalog(self) -> None:
+        if len(self.catalog) == self._known:
+            return
+        for g in self._groups:
+            g.windower.add_sensors(select_sensors(self.catalog, g.spec, self._known))
+        if self.aggregator is not None:
+            self.aggregator.set_sensor_names(self.catalog.names())
+        self._known = len(self.catalog)
+
+
+def _no_scores(n: int) -> Scores:
+    return Scores(
+        np.zeros(n, np.float32), 1.0, np.zeros(n, np.float32), np.full(n, -1, np.int32), "none"
+    )
