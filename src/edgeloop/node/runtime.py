@@ -25,7 +25,19 @@ Clock = Callable[[], int]
 
 
 def rss_mb_max() -> float:
-    """Peak resident set size of this process in MB (Linux reports KiB)."""
+    """Peak resident set size of this process in MB.
+
+    Reads ``VmHWM`` from ``/proc/self/status`` on Linux: ``getrusage``'s ``ru_maxrss``
+    survives ``execve``, so a process spawned by a large parent would report the
+    parent's peak. Falls back to ``ru_maxrss`` elsewhere.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -153,11 +153,11 @@ def _watch(
 
     def frame() -> Any:
         statuses = {n: read_status(p) for n, p in status_files.items()}
-        totals = store.totals()
+        totals = store.totals()["overall"]
         hub = {
             "events": totals.get("events", 0),
-            "summary_samples": totals.get("summary_samples", 0),
-            "bytes_received": totals.get("bytes_received", 0),
+            "summary_samples": totals.get("samples", 0),
+            "bytes_received": totals.get("bytes", 0),
         }
         t = (time.time_ns() - start_ns) / 1e9
         note = planning.describe_moment(plan, t)

@@ -37,8 +37,8 @@ def build_report(
 ) -> dict[str, Any]:
     ingested = sum(int(s.get("samples_accepted", 0)) for s in gw_stats.values())
     evicted = sum(int(s.get("evicted_samples", 0)) for s in gw_stats.values())
-    totals = store.totals()
-    summarised = int(totals["summary_samples"])
+    totals = store.totals()["overall"]
+    summarised = int(totals["samples"])
     accounted = summarised + evicted
     faults = [
         FaultInterval(f["machine"], f["kind"], int(f["start_ns"]), int(f["end_ns"]))
@@ -87,7 +87,7 @@ def build_report(
             {"machine": f.machine, "kind": f.kind, "start_ns": f.start_ns} for f in score.missed
         ],
         "false_events": [{"machine": e.machine, "t_ns": e.t_ns} for e in score.false_events],
-        "hub_duplicates_skipped": int(totals.get("duplicates_skipped", 0)),
+        "hub_duplicates_skipped": int(totals.get("duplicates", 0)),
         "send_failures": sum(int(s.get("send_failures", 0)) for s in gw_stats.values()),
         "actions_fired": sum(int(s.get("relay_commands", 0)) for s in gw_stats.values()),
         "gateways_drained": all(bool(s.get("drained")) for s in gw_stats.values()),
