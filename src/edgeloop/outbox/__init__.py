@@ -8,5 +8,18 @@ from edgeloop.outbox.base import (
     OutboxStore,
     Priority,
 )
+from edgeloop.outbox.factory import open_outbox
+from edgeloop.outbox.memory import MemoryOutbox
+from edgeloop.outbox.sqlite import SqliteOutbox
 
-__all__ = ["Entry", "EvictionStats", "NewEntry", "OutboxStats", "OutboxStore", "Priority"]
+__all__ = [
+    "Entry",
+    "EvictionStats",
+    "MemoryOutbox",
+    "NewEntry",
+    "OutboxStats",
+    "OutboxStore",
+    "Priority",
+    "SqliteOutbox",
+    "open_outbox",
+]

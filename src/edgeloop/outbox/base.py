@@ -1,7 +1,7 @@
 """The outbox seam: a durable store-and-forward queue with priorities and a disk budget.
 
 Everything a node sends upstream is first appended here. The contract, shared by every
-implementation (see ``tests/outbox/contract.py``):
+implementation (see ``tests/outbox/outbox_contract.py``):
 
 * ``append`` assigns consecutive sequence numbers, per node, starting at 1, and returns
   them as a ``range``. Once ``append`` returns, the entries survive a crash of the

@@ -59,7 +59,7 @@ def plan_floor(
     Args:
         partition: uplink cut as fractions of the run (same for every gateway).
         warmup_s: no fault before this (detectors learn their baseline); default
-            ``max(8, duration_s / 4)`` capped so faults fit.
+            ``max(12, duration_s / 4)`` capped so faults fit.
     """
     names = [f"gw{i + 1}" for i in range(gateways)]
     machines = {
@@ -67,7 +67,7 @@ def plan_floor(
         for i, gw in enumerate(names)
     }
     all_machines = [m.name for gw in names for m in machines[gw]]
-    warm = warmup_s if warmup_s is not None else min(max(8.0, duration_s / 4), duration_s / 2)
+    warm = warmup_s if warmup_s is not None else min(max(12.0, duration_s / 4), duration_s / 2)
     specs = schedule_faults(
         all_machines, 0, duration_s, n_faults, kinds=kinds, seed=seed,
         min_gap_s=3.0, fault_s=(3.0, 5.0), warmup_s=warm,
