@@ -34,7 +34,7 @@ class LatencyRecorder:
     stays bounded on a long-running node.
     """
 
-    def __init__(self, capacity: int = 100_000, seed: int = 0) -> None:
+    def __init__(self, capacity: int = 20_000, seed: int = 0) -> None:
         self._buf = np.empty(capacity, dtype=np.int64)
         self._n = 0
         self._seen = 0

@@ -117,7 +117,8 @@ class NodeCore:
             stale_after_s=d.stale_after_s,
         )
         self.validator = FrameValidator(catalog)
-        self.recent = RecentFrames(keep_s=d.context_pre_s + d.context_post_s + 5.0)
+        # Enough history for the pre-trigger context of the longest window, and no more.
+        self.recent = RecentFrames(keep_s=d.context_pre_s + d.context_post_s + 1.5)
         self._names = catalog.names()
         self._machine_of = catalog.machine_codes()
         self._machine_index = {m: i for i, m in enumerate(catalog.machines())}

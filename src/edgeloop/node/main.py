@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -24,7 +25,7 @@ from edgeloop.node.actions import ActionRegistry
 from edgeloop.node.build import build_core, build_outbox, build_transport
 from edgeloop.node.config import NodeConfig, SimSourceConfig, load_node_config
 from edgeloop.node.runtime import NodeRuntime
-from edgeloop.node.sources import HttpPushSource, csv_source, sim_source
+from edgeloop.node.sources import csv_source, sim_source
 from edgeloop.telemetry.frame import SensorCatalog, SensorKind, SensorSpec
 
 log = logging.getLogger("edgeloop.node")
@@ -79,6 +80,11 @@ async def run_node(
 ) -> dict[str, Any]:
     """Run the node until ``duration_s`` has passed (or forever); return final stats."""
     clock = time.time_ns
+    # One worker thread for blocking storage: calls are serialised by the outbox anyway,
+    # and each extra thread costs a malloc arena on a small device.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="storage")
+    )
     start = start_ns or clock()
     if start > clock():
         await asyncio.sleep((start - clock()) / 1e9)
@@ -111,6 +117,8 @@ async def run_node(
         if src.type == "csv":
             tasks.append(asyncio.create_task(runtime.run_source(csv_source(src.path, catalog, speed=src.speed))))
         elif src.type == "http":
+            from edgeloop.node.push import HttpPushSource
+
             push = HttpPushSource(catalog, src.host, src.port)
             log.info("accepting pushed telemetry at %s/v1/push", push.url)
             tasks.append(asyncio.create_task(runtime.run_source(push.__aiter__())))
