@@ -202,21 +202,40 @@ def test_failed_ack_and_append_change_nothing(path: Path) -> None:
     before = box.stats()
     conn = box._conn
     assert conn is not None
-    conn.execute("PRAGMA busy_timeout = 0")
-    # Another writer holds the lock, so the store's transactions cannot start.
-    intruder = sqlite3.connect(path, isolation_level=None)
-    intruder.execute("BEGIN IMMEDIATE")
+    # The store owns its file exclusively, so make its own writes fail instead.
+    conn.execute("PRAGMA query_only = 1")
     try:
-        with pytest.raises(OutboxError, match=r"ack failed: database is locked"):
+        with pytest.raises(OutboxError, match=r"ack failed: attempt to write a readonly"):
             box.ack(5)
-        with pytest.raises(OutboxError, match=r"append failed: database is locked"):
+        with pytest.raises(OutboxError, match=r"append failed: attempt to write a readonly"):
             box.append([entry(RAW, 30)])
         assert box.stats() == before
     finally:
-        intruder.execute("ROLLBACK")
-        intruder.close()
+        conn.execute("PRAGMA query_only = 0")
     box.ack(3)
     assert box.append([entry(RAW, 30)]) == range(6, 7)
     box = reopen(box)
     assert held(box) == [4, 5, 6]
     box.close()
+
+
+def test_a_second_process_cannot_open_the_same_outbox(tmp_path: Path) -> None:
+    """Two writers would hand out the same sequence numbers; the second open fails."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "owned.db"
+    first = SqliteOutbox(db)
+    code = (
+        "import sys\n"
+        "from edgeloop.errors import OutboxError\n"
+        "from edgeloop.outbox.sqlite import SqliteOutbox\n"
+        "try:\n    SqliteOutbox(sys.argv[1])\nexcept OutboxError as e:\n"
+        "    print(e); sys.exit(7)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 7, res.stderr
+    assert "another process holds it" in res.stdout
+    first.close()
+    SqliteOutbox(db).close()  # free again once the owner closed it

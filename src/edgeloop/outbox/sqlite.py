@@ -155,11 +155,15 @@ class SqliteOutbox:
             raise OutboxError(f"{path}: cannot open outbox: it is a directory")
         try:
             conn = sqlite3.connect(
-                str(path), isolation_level=None, check_same_thread=False, timeout=5.0
+                str(path), isolation_level=None, check_same_thread=False, timeout=1.0
             )
         except sqlite3.Error as exc:
             raise OutboxError(f"{path}: cannot open outbox: {exc}") from exc
         try:
+            # One process owns an outbox: a second writer would hand out the same
+            # sequence numbers, which the receiver would then skip as duplicates.
+            # Exclusive locking holds the file lock from the first write on.
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise OutboxError(f"{path}: cannot switch to WAL (journal_mode is {mode})")
@@ -173,6 +177,16 @@ class SqliteOutbox:
                     f"{path}: not an edgeloop outbox (user_version {version}, "
                     f"tables {sorted(tables)})"
                 )
+            conn.execute("BEGIN IMMEDIATE")  # take the exclusive lock now, not later
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise OutboxError(
+                    f"{path}: cannot open outbox: another process holds it "
+                    "(one node process per outbox file)"
+                ) from exc
+            raise OutboxError(f"{path}: cannot open outbox: {_describe(exc)}") from exc
         except sqlite3.Error as exc:
             conn.close()
             raise OutboxError(f"{path}: cannot open outbox: {_describe(exc)}") from exc
