@@ -234,7 +234,27 @@ class Pipeline:
 
     # -- running --------------------------------------------------------------------------
     def process(self, frame: Frame, now_ns: int) -> PipelineOutput:
-        """Run every stage on ``frame``; ``now_ns`` closes summary periods."""
+        """Run every stage on ``frame``; ``now_ns`` closes summary periods.
+
+        The same as :meth:`prepare`, then :meth:`detect`, then :meth:`summarise`. A node
+        calls the three itself so that it can act on the detection before the
+        bookkeeping (summaries) is done.
+        """
+        prepared, rejected, filtered = self.prepare(frame, now_ns)
+        det = self.detect(prepared)
+        return PipelineOutput(
+            features=det.features,
+            scores=det.scores,
+            detector_scores=det.detector_scores,
+            summaries=self.summarise(prepared, now_ns),
+            windows=det.windows,
+            samples=len(prepared),
+            rejected=rejected,
+            filtered=filtered,
+        )
+
+    def prepare(self, frame: Frame, now_ns: int) -> tuple[Frame, dict[RejectReason, int], int]:
+        """Validate, sort and filter ``frame``: returns (frame, rejected, filtered)."""
         self._sync_catalog()
         self.samples_in += len(frame)
         frame, rejected = self._validate(frame)
@@ -242,7 +262,10 @@ class Pipeline:
         n_valid = len(frame)
         for f in self.filters:
             frame = f.process(frame, now_ns)
-        summaries = self.aggregator.process_sorted(frame, now_ns) if self.aggregator else None
+        return frame, rejected, n_valid - len(frame)
+
+    def detect(self, frame: Frame) -> PipelineOutput:
+        """Windows, features and detectors on a :meth:`prepare`-d frame (no summaries)."""
         feats_out: list[Features] = []
         scores_out: list[Scores] = []
         per_det: list[dict[str, Scores]] = []
@@ -267,12 +290,14 @@ class Pipeline:
             features=feats_out,
             scores=scores_out,
             detector_scores=per_det,
-            summaries=summaries,
+            summaries=None,
             windows=n_windows,
             samples=len(frame),
-            rejected=rejected,
-            filtered=n_valid - len(frame),
         )
+
+    def summarise(self, frame: Frame, now_ns: int) -> SummaryBatch | None:
+        """Feed a :meth:`prepare`-d frame to the summaries; return closed periods."""
+        return self.aggregator.process(frame, now_ns) if self.aggregator else None
 
     def flush(self) -> SummaryBatch | None:
         """Emit every open summary period (at shutdown). Incomplete windows are dropped."""
