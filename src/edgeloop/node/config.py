@@ -74,6 +74,7 @@ class SimSourceConfig(_Model):
     type: Literal["sim"] = "sim"
     seed: int = 0
     tick_s: float = Field(default=0.1, gt=0.0)
+    phase_s: float = Field(default=0.0, ge=0.0)
     factory: dict[str, Any] = Field(default_factory=dict)
     faults: list[dict[str, Any]] = Field(default_factory=list)
 

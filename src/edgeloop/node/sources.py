@@ -29,17 +29,20 @@ async def sim_source(
     tick_s: float,
     until_ns: int,
     clock: Clock = time.time_ns,
+    phase_s: float = 0.0,
 ) -> AsyncIterator[Frame]:
     """Frames from a simulator paced in real time.
 
     Each tick yields the samples of ``[t, t + tick)`` once the clock has passed
-    ``t + tick``, the way a sensor buffer hands over its last block. A slow consumer
-    catches up without skipping data (samples are never dropped by the source).
+    ``t + tick + phase``, the way a sensor buffer hands over its last block (``phase``
+    staggers buffers of different devices). A slow consumer catches up without
+    skipping data (samples are never dropped by the source).
     """
     tick_ns = int(tick_s * 1e9)
+    phase_ns = int(phase_s * 1e9)
     while sim.now_ns < until_ns:
         step = min(tick_ns, until_ns - sim.now_ns)
-        due = sim.now_ns + step
+        due = sim.now_ns + step + phase_ns
         wait = (due - clock()) / 1e9
         if wait > 0:
             await asyncio.sleep(wait)

@@ -113,6 +113,9 @@ def gateway_config(
             "type": "sim",
             "seed": gw.seed,
             "tick_s": tick_s,
+            # Stagger the gateways' sensor buffers: on one demo machine they would
+            # otherwise all wake on the same instant and queue for the same cores.
+            "phase_s": round(gw.index * tick_s / len(plan.gateways), 4),
             "factory": {"generate": {"n_machines": plan.machines_per_gateway,
                                      "gateway": gw.name, "seed": plan.seed + gw.index}},
             "faults": list(gw.faults),
