@@ -151,8 +151,9 @@ class OnnxDetector:
     knows exactly what each node runs). The session uses one thread (a gateway has one
     core for everything).
 
-    Scoring is stateless, hence trivially causal. ``top_feature`` is the feature with
-    the largest standardised deviation ``|x - mean| / scale`` from the training data.
+    Scoring is stateless, hence trivially causal. For anomalous windows (score at or
+    above the threshold) ``top_feature`` is the feature with the largest standardised
+    deviation ``|x - mean| / scale`` from the training data; normal windows get -1.
     A window with a non-finite feature never reaches the model: it scores 1 with that
     feature as ``top_feature`` (as in :class:`~edgeloop.detect.robust.RobustDetector`, a
     broken feature is as deviant as it gets) and is counted in ``rejected``. A finite
@@ -236,6 +237,17 @@ class OnnxDetector:
             )
         if cols is not None:
             x = x[:, cols]
+        if cols is None and n and np.isfinite(x).all():  # the common case, few numpy calls
+            out = self._run(np.ascontiguousarray(x))
+            score = np.clip(out, 0.0, 1.0)
+            score[np.isnan(out)] = 1.0
+            top = np.full(n, -1, dtype=np.int32)
+            hot = np.flatnonzero(score >= self.threshold)
+            if hot.size:
+                with np.errstate(over="ignore", invalid="ignore"):  # inf still ranks
+                    dev = np.abs((x[hot] - self._mean) * self._inv_scale)
+                top[hot] = np.argmax(dev, axis=1)
+            return Scores(score, self.threshold, np.ones(n, dtype=np.float32), top, self.name)
         score = np.ones(n, dtype=np.float32)
         finite_cells = np.isfinite(x)
         finite = finite_cells.all(axis=1)
@@ -248,10 +260,16 @@ class OnnxDetector:
             ok = x if n_ok == n else x[finite]
             out = self._run(np.ascontiguousarray(ok))
             score[finite] = np.where(np.isnan(out), np.float32(1.0), np.clip(out, 0.0, 1.0))
-            with np.errstate(over="ignore", invalid="ignore"):  # inf deviations still rank
-                dev = np.abs((ok - self._mean) * self._inv_scale)
-            best = np.argmax(dev, axis=1)
-            top[finite] = best if cols is None else cols[best]
+            # Explaining a window (its most deviant feature) is only needed where it is
+            # anomalous; skip the work for the normal majority.
+            ok_rows = np.flatnonzero(finite)
+            hot = np.flatnonzero(score[ok_rows] >= self.threshold)
+            top[ok_rows] = -1
+            if hot.size:
+                with np.errstate(over="ignore", invalid="ignore"):  # inf still ranks
+                    dev = np.abs((ok[hot] - self._mean) * self._inv_scale)
+                best = np.argmax(dev, axis=1)
+                top[ok_rows[hot]] = best if cols is None else cols[best]
         if n_ok < n:
             key = RejectReason.NON_FINITE.value
             self.rejected[key] = self.rejected.get(key, 0) + (n - n_ok)

@@ -144,16 +144,22 @@ class NodeCore:
         c.samples_in += len(frame)
         valid = self.validator.process(frame, now_ns)
         c.samples_accepted += len(valid)
-        # Detect and act first: local actions must not wait behind bookkeeping.
+        # Detect and act first, group by group: local actions wait neither for the other
+        # groups' detectors nor for the bookkeeping below.
         prepared, _, _ = self.pipeline.prepare(valid, now_ns)
-        out = self.pipeline.detect(prepared)
         self.decider.observe(valid, now_ns)
-        decisions = self.decider.decide(out.features, out.scores, now_ns)
-        for d in decisions:
-            for name in d.actions:
-                self.actions.fire(name, d.event, arrival_ns)
+        decisions: list[Decision] = []
+        n_windows = 0
+        for feats, scores, _ in self.pipeline.detect_groups(prepared):
+            n_windows += len(feats)
+            opened = self.decider.decide([feats], [scores], now_ns, housekeeping=False)
+            self._act(opened, arrival_ns)
+            decisions.extend(opened)
+        silent = self.decider.decide([], [], now_ns)
+        self._act(silent, arrival_ns)
+        decisions.extend(silent)
         # Bookkeeping.
-        c.windows += out.windows
+        c.windows += n_windows
         c.incidents += len(decisions)
         for d in decisions:
             if d.forward:
@@ -182,6 +188,11 @@ class NodeCore:
         entries = self._due_events(None, now_ns)
         entries.extend(self._summary_entry(now_ns))
         return entries
+
+    def _act(self, decisions: list[Decision], arrival_ns: int) -> None:
+        for d in decisions:
+            for name in d.actions:
+                self.actions.fire(name, d.event, arrival_ns)
 
     # -- status -----------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -118,8 +118,13 @@ class Decider:
         features: Sequence[Features],
         scores: Sequence[Scores],
         now_ns: int,
+        housekeeping: bool = True,
     ) -> list[Decision]:
-        """Open, extend and close incidents; return one decision per opened incident."""
+        """Open, extend and close incidents; return one decision per opened incident.
+
+        ``housekeeping=False`` skips the silence check and the closing of quiet
+        incidents (a node deciding group by group does them once per frame).
+        """
         out: list[Decision] = []
         for feats, sc in zip(features, scores, strict=True):
             if len(feats) == 0:
@@ -147,8 +152,9 @@ class Decider:
                 st = self._state[int(m)]
                 t1 = int(feats.t1_ns[rows[machines == m]].max())
                 st.last_anomalous_ns = max(st.last_anomalous_ns, t1)
-        out.extend(self._check_silence(now_ns))
-        self._close_quiet(now_ns)
+        if housekeeping:
+            out.extend(self._check_silence(now_ns))
+            self._close_quiet(now_ns)
         return out
 
     # -- internals --------------------------------------------------------------

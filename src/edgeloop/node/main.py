@@ -128,6 +128,10 @@ async def run_node(
     # collector's way so collections stay short (latency of local actions).
     gc.collect()
     gc.freeze()
+    # Storage and the uplink run in worker threads. With the default 5 ms GIL switch
+    # interval, a frame arriving while a worker holds the GIL could wait up to 5 ms
+    # before the loop thread runs; local actions need the GIL back within ~0.5 ms.
+    sys.setswitchinterval(0.0005)
     try:
         remaining = (until - clock()) / 1e9
         done, _ = await asyncio.wait(tasks, timeout=remaining if duration_s is not None else None)

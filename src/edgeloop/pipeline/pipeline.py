@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -118,6 +118,16 @@ def combine_scores(scores: Sequence[Scores]) -> Scores:
     else:
         mats = [_rescale(s.score, s.threshold) for s in scores]
         threshold = 0.5
+    if len(mats) == 2:  # the common case, without stacking
+        second = mats[1] > mats[0]
+        a, b = scores
+        return Scores(
+            score=np.where(second, mats[1], mats[0]).astype(np.float32, copy=False),
+            threshold=threshold,
+            confidence=np.where(second, b.confidence, a.confidence),
+            top_feature=np.where(second, b.top_feature, a.top_feature),
+            detector=f"max({a.detector},{b.detector})",
+        )
     stack = np.stack(mats)
     best = stack.argmax(axis=0)
     cols = np.arange(stack.shape[1])
@@ -270,21 +280,10 @@ class Pipeline:
         scores_out: list[Scores] = []
         per_det: list[dict[str, Scores]] = []
         n_windows = 0
-        for g in self._groups:
-            w = g.windower.process_sorted(frame)
-            if len(w) == 0:
-                continue
-            n_windows += len(w)
-            bands = g.spec.spectrum.bands if g.spec.spectrum else 0
-            log = g.spec.spectrum.log if g.spec.spectrum else True
-            feats = compute_features(w, g.spec.features, bands, log)
-            own: dict[str, Scores] = {}
-            for name, det in g.detectors:
-                sc = det.score(feats)
-                det.learn(feats, sc)
-                own[name] = sc
+        for feats, combined, own in self.detect_groups(frame):
+            n_windows += len(feats)
             feats_out.append(feats)
-            scores_out.append(combine_scores(list(own.values())) if own else _no_scores(len(w)))
+            scores_out.append(combined)
             per_det.append(own)
         return PipelineOutput(
             features=feats_out,
@@ -294,6 +293,28 @@ class Pipeline:
             windows=n_windows,
             samples=len(frame),
         )
+
+    def detect_groups(
+        self, frame: Frame
+    ) -> Iterator[tuple[Features, Scores, dict[str, Scores]]]:
+        """Like :meth:`detect`, one window group at a time, as soon as each is scored.
+
+        Yields (features, combined scores, scores by detector) for every group that
+        completed windows. A node acts on a group's scores before the next group runs.
+        """
+        for g in self._groups:
+            w = g.windower.process_sorted(frame)
+            if len(w) == 0:
+                continue
+            bands = g.spec.spectrum.bands if g.spec.spectrum else 0
+            log = g.spec.spectrum.log if g.spec.spectrum else True
+            feats = compute_features(w, g.spec.features, bands, log)
+            own: dict[str, Scores] = {}
+            for name, det in g.detectors:
+                sc = det.score(feats)
+                det.learn(feats, sc)
+                own[name] = sc
+            yield feats, combine_scores(list(own.values())) if own else _no_scores(len(w)), own
 
     def summarise(self, frame: Frame, now_ns: int) -> SummaryBatch | None:
         """Feed a :meth:`prepare`-d frame to the summaries; return closed periods."""
