@@ -24,15 +24,21 @@ TICK = 100_000_000
 FAULTS = [
     {"kind": "imbalance", "machine": "gw1.m02", "start_s": 16, "end_s": 20},
     {"kind": "overheating", "machine": "gw1.m03", "start_s": 22, "end_s": 26},
-    {"kind": "dropout", "machine": "gw1.m01", "sensor": "gw1.m01.pressure",
-     "start_s": 28, "end_s": 31},
+    {
+        "kind": "dropout",
+        "machine": "gw1.m01",
+        "sensor": "gw1.m01.pressure",
+        "start_s": 28,
+        "end_s": 31,
+    },
 ]
 
 
 def make(config: dict[str, Any] | None = None) -> tuple[Any, Any, Any]:
     cfg = parse_node_config({"node_id": "gw1", "summary_every_s": 1.0, **(config or {})})
-    sim = build_sim({"generate": {"n_machines": 3, "gateway": "gw1", "seed": 3}}, FAULTS,
-                    seed=3, start_ns=0)
+    sim = build_sim(
+        {"generate": {"n_machines": 3, "gateway": "gw1", "seed": 3}}, FAULTS, seed=3, start_ns=0
+    )
     core = build_core(cfg, sim.catalog, builtin_actions())
     return cfg, sim, core
 
@@ -104,8 +110,7 @@ def test_outbox_survives_a_restart_during_a_partition(tmp_path: Path) -> None:
     # a new process: same outbox file, link up
     box2 = SqliteOutbox(db)
     _, _, core2 = make()
-    rt2 = NodeRuntime(core2, box2, InProcTransport(IngestService(store).handle),
-                      clock=time.time_ns)
+    rt2 = NodeRuntime(core2, box2, InProcTransport(IngestService(store).handle), clock=time.time_ns)
 
     async def second() -> bool:
         await rt2.start()

@@ -233,8 +233,9 @@ def test_a_second_process_cannot_open_the_same_outbox(tmp_path: Path) -> None:
         "try:\n    SqliteOutbox(sys.argv[1])\nexcept OutboxError as e:\n"
         "    print(e); sys.exit(7)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 7, res.stderr
     assert "another process holds it" in res.stdout
     first.close()

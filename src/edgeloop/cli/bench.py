@@ -20,7 +20,9 @@ def bench(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the figures to this JSON file.")
     ] = None,
-    quick: Annotated[bool, typer.Option(help="Small sizes (a smoke run, not a measurement).")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="Small sizes (a smoke run, not a measurement).")
+    ] = False,
 ) -> None:
     """Run the benchmarks and print a side-by-side table."""
     from rich.console import Console
@@ -36,10 +38,7 @@ def bench(
         else:
             pipe = bench_pipeline(n_sensors=sensors, reps=reps)
     with console.status("outbox vs raw SQLite ..."):
-        if quick:
-            box = bench_outbox(rows=5_000, reps=reps)
-        else:
-            box = bench_outbox(reps=reps)
+        box = bench_outbox(rows=5000, reps=reps) if quick else bench_outbox(reps=reps)
     figures: dict[str, float] = {**pipe, **box, "reps": reps}
 
     table = Table(title=f"edgeloop bench (median of {reps})")

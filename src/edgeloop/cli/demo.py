@@ -17,7 +17,9 @@ HELP = (
 def demo(
     duration: Annotated[float, typer.Option(help="Seconds of plant operation.")] = 30.0,
     gateways: Annotated[int, typer.Option(min=1, help="Gateway processes.")] = 3,
-    machines: Annotated[int, typer.Option(min=1, help="Machines per gateway (6 sensors each).")] = 6,
+    machines: Annotated[
+        int, typer.Option(min=1, help="Machines per gateway (6 sensors each).")
+    ] = 6,
     faults: Annotated[int, typer.Option(min=0, help="Faults to inject.")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of the plan and the simulator.")] = 7,
     partition: Annotated[
@@ -49,19 +51,38 @@ def demo(
         part = (a, b)
     console = Console()
     opts = DemoOptions(
-        duration_s=duration, gateways=gateways, machines_per_gateway=machines,
-        faults=faults, seed=seed, partition=part, ack_loss=ack_loss,
-        workdir=workdir, live=live,
+        duration_s=duration,
+        gateways=gateways,
+        machines_per_gateway=machines,
+        faults=faults,
+        seed=seed,
+        partition=part,
+        ack_loss=ack_loss,
+        workdir=workdir,
+        live=live,
     )
     result = run_demo(opts, console)
     table = Table(title="edgeloop demo: summary")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in (
-        "samples_ingested", "samples_accounted", "lost", "duplicates", "faults_injected",
-        "faults_detected", "recall", "precision", "bytes_naive", "bytes_uplinked",
-        "reduction", "action_latency_ms_p50", "action_latency_ms_p99", "partitions",
-        "gateway_rss_mb_max", "hub_duplicates_skipped", "events_stored",
+        "samples_ingested",
+        "samples_accounted",
+        "lost",
+        "duplicates",
+        "faults_injected",
+        "faults_detected",
+        "recall",
+        "precision",
+        "bytes_naive",
+        "bytes_uplinked",
+        "reduction",
+        "action_latency_ms_p50",
+        "action_latency_ms_p99",
+        "partitions",
+        "gateway_rss_mb_max",
+        "hub_duplicates_skipped",
+        "events_stored",
     ):
         v = result.get(key)
         table.add_row(key, f"{v:,}" if isinstance(v, int) else str(v))

@@ -36,9 +36,7 @@ def resolve_spec(pipeline: str) -> PipelineSpec:
         return load_spec(p)
     preset = preset_path(pipeline)
     if not preset.exists():
-        raise ConfigError(
-            f"pipeline: {pipeline!r} is neither a YAML file nor a bundled preset"
-        )
+        raise ConfigError(f"pipeline: {pipeline!r} is neither a YAML file nor a bundled preset")
     return load_spec(preset)
 
 
@@ -76,6 +74,4 @@ def build_transport(config: NodeConfig) -> Transport | None:
 
         assert up.url is not None
         return HttpTransport(up.url, timeout_s=up.timeout_s)
-    raise ConfigError(
-        "uplink.kind 'inproc' needs a receiver object; build InProcTransport in code"
-    )
+    raise ConfigError("uplink.kind 'inproc' needs a receiver object; build InProcTransport in code")

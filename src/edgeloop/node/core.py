@@ -240,9 +240,7 @@ class NodeCore:
         out = []
         for group, prio in ((alarms, Priority.ALARM), (anomalies, Priority.EVENT)):
             if group:
-                out.append(
-                    NewEntry(prio, "events", codec.encode_events(group), 0, now_ns)
-                )
+                out.append(NewEntry(prio, "events", codec.encode_events(group), 0, now_ns))
         return out
 
     def _with_context(self, event: Event, raw: Frame) -> Event:

@@ -164,9 +164,7 @@ class Decider:
                 return rule
         return None
 
-    def _open(
-        self, m: int, feats: Features, sc: Scores, r: int, now_ns: int
-    ) -> Decision | None:
+    def _open(self, m: int, feats: Features, sc: Scores, r: int, now_ns: int) -> Decision | None:
         score = float(sc.score[r])
         rule = self._rule_for(feats.group, score)
         if rule is None:

@@ -112,11 +112,18 @@ async def run_node(
 
     tasks: list[asyncio.Task[None]] = []
     for src_cfg, sim in sims:
-        tasks.append(asyncio.create_task(
-            runtime.run_source(sim_source(sim, src_cfg.tick_s, until, clock, src_cfg.phase_s))))
+        tasks.append(
+            asyncio.create_task(
+                runtime.run_source(sim_source(sim, src_cfg.tick_s, until, clock, src_cfg.phase_s))
+            )
+        )
     for src in cfg.sources:
         if src.type == "csv":
-            tasks.append(asyncio.create_task(runtime.run_source(csv_source(src.path, catalog, speed=src.speed))))
+            tasks.append(
+                asyncio.create_task(
+                    runtime.run_source(csv_source(src.path, catalog, speed=src.speed))
+                )
+            )
         elif src.type == "http":
             from edgeloop.node.push import HttpPushSource
 
@@ -162,7 +169,8 @@ async def run_node(
     stats["relay_commands"] = len(actions.relay_log)  # type: ignore[attr-defined]
     stats["faults"] = [
         {"machine": f.machine, "kind": str(f.kind), "start_ns": f.start_ns, "end_ns": f.end_ns}
-        for _, sim in sims for f in sim.faults
+        for _, sim in sims
+        for f in sim.faults
     ]
     await runtime.stop()
     outbox.close()
@@ -184,8 +192,9 @@ async def _write_status(runtime: NodeRuntime, path: str | None, every_s: float =
         await asyncio.sleep(every_s)
 
 
-def main(config: Path, duration: float | None, stats_out: Path | None,
-         start_ns: int | None = None) -> int:
+def main(
+    config: Path, duration: float | None, stats_out: Path | None, start_ns: int | None = None
+) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         cfg = load_node_config(config)
@@ -208,7 +217,11 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", "-c", type=Path, required=True)
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--stats-out", type=Path, default=None)
-    ap.add_argument("--start-ns", type=int, default=None,
-                    help="wall-clock ns at which to start (lets several nodes start together)")
+    ap.add_argument(
+        "--start-ns",
+        type=int,
+        default=None,
+        help="wall-clock ns at which to start (lets several nodes start together)",
+    )
     a = ap.parse_args(argv)
     return main(a.config, a.duration, a.stats_out, a.start_ns)

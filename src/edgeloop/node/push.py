@@ -24,7 +24,10 @@ class HttpPushSource:
     """
 
     def __init__(
-        self, catalog: SensorCatalog, host: str = "127.0.0.1", port: int = 0,
+        self,
+        catalog: SensorCatalog,
+        host: str = "127.0.0.1",
+        port: int = 0,
         max_body: int = 8 * 1024 * 1024,
     ) -> None:
         self.catalog = catalog
@@ -76,28 +79,52 @@ class HttpPushSource:
             return
         length = int(req.headers.get("Content-Length") or 0)
         if length > self.max_body:
-            self._reply(req, 413, {"error": {"field": "body", "reason": "oversized",
-                                             "detail": f"{length} > {self.max_body} bytes"}})
+            self._reply(
+                req,
+                413,
+                {
+                    "error": {
+                        "field": "body",
+                        "reason": "oversized",
+                        "detail": f"{length} > {self.max_body} bytes",
+                    }
+                },
+            )
             return
         try:
             records = json.loads(req.rfile.read(length))
         except (ValueError, UnicodeDecodeError) as exc:
-            self._reply(req, 400, {"error": {"field": "body", "reason": "malformed",
-                                             "detail": f"not JSON: {exc}"}})
+            self._reply(
+                req,
+                400,
+                {"error": {"field": "body", "reason": "malformed", "detail": f"not JSON: {exc}"}},
+            )
             return
         if not isinstance(records, list):
-            self._reply(req, 400, {"error": {"field": "body", "reason": "wrong_type",
-                                             "detail": "expected a JSON array of records"}})
+            self._reply(
+                req,
+                400,
+                {
+                    "error": {
+                        "field": "body",
+                        "reason": "wrong_type",
+                        "detail": "expected a JSON array of records",
+                    }
+                },
+            )
             return
         frame, rejects = frame_from_records(records, self.catalog)
         self.accepted += len(frame)
         self.rejected += len(rejects)
         if len(frame) and self._loop is not None and self._queue is not None:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, frame.sorted())
-        self._reply(req, 200, {
-            "accepted": len(frame),
-            "rejected": [
-                {"field": r.field, "reason": str(r.reason), "detail": r.detail}
-                for r in rejects
-            ],
-        })
+        self._reply(
+            req,
+            200,
+            {
+                "accepted": len(frame),
+                "rejected": [
+                    {"field": r.field, "reason": str(r.reason), "detail": r.detail} for r in rejects
+                ],
+            },
+        )

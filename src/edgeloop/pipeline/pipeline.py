@@ -294,9 +294,7 @@ class Pipeline:
             samples=len(frame),
         )
 
-    def detect_groups(
-        self, frame: Frame
-    ) -> Iterator[tuple[Features, Scores, dict[str, Scores]]]:
+    def detect_groups(self, frame: Frame) -> Iterator[tuple[Features, Scores, dict[str, Scores]]]:
         """Like :meth:`detect`, one window group at a time, as soon as each is scored.
 
         Yields (features, combined scores, scores by detector) for every group that

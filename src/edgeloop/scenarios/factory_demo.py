@@ -107,10 +107,22 @@ def _run(opts: DemoOptions, workdir: Path, console: Any) -> dict[str, Any]:
             logs[gw.name] = open(workdir / f"{gw.name}.log", "wb")  # noqa: SIM115
             env = {**os.environ, **opts.extra_env, "OMP_NUM_THREADS": "1"}
             procs[gw.name] = subprocess.Popen(
-                [sys.executable, "-m", "edgeloop.node", "--config", str(cfg_path),
-                 "--duration", str(opts.duration_s), "--start-ns", str(start_ns),
-                 "--stats-out", str(stats_files[gw.name])],
-                stdout=logs[gw.name], stderr=subprocess.STDOUT, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "edgeloop.node",
+                    "--config",
+                    str(cfg_path),
+                    "--duration",
+                    str(opts.duration_s),
+                    "--start-ns",
+                    str(start_ns),
+                    "--stats-out",
+                    str(stats_files[gw.name]),
+                ],
+                stdout=logs[gw.name],
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         # The hub stands in for a remote cloud: on this one machine it must not compete
         # with the plant floor's gateways for the cores.

@@ -42,8 +42,17 @@ def render(
     """Build the renderable for one refresh."""
     now = time.monotonic()
     table = Table(expand=True)
-    for col in ("gateway", "samples/s", "samples", "windows", "incidents", "outbox",
-                "link", "evicted", "rss MB"):
+    for col in (
+        "gateway",
+        "samples/s",
+        "samples",
+        "windows",
+        "incidents",
+        "outbox",
+        "link",
+        "evicted",
+        "rss MB",
+    ):
         table.add_column(col, justify="right" if col != "gateway" else "left")
     naive = 0
     for name, st in sorted(statuses.items()):

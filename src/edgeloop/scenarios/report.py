@@ -26,9 +26,21 @@ from edgeloop.scenarios.plan import FloorPlan
 from edgeloop.scenarios.scoring import EventTime, FaultInterval, score_events
 
 REPORT_KEYS = (
-    "samples_ingested", "samples_accounted", "lost", "duplicates", "faults_injected",
-    "faults_detected", "recall", "precision", "bytes_naive", "bytes_uplinked", "reduction",
-    "action_latency_ms_p50", "action_latency_ms_p99", "partitions", "gateway_rss_mb_max",
+    "samples_ingested",
+    "samples_accounted",
+    "lost",
+    "duplicates",
+    "faults_injected",
+    "faults_detected",
+    "recall",
+    "precision",
+    "bytes_naive",
+    "bytes_uplinked",
+    "reduction",
+    "action_latency_ms_p50",
+    "action_latency_ms_p99",
+    "partitions",
+    "gateway_rss_mb_max",
 )
 
 
@@ -42,7 +54,8 @@ def build_report(
     accounted = summarised + evicted
     faults = [
         FaultInterval(f["machine"], f["kind"], int(f["start_ns"]), int(f["end_ns"]))
-        for s in gw_stats.values() for f in s.get("faults", [])
+        for s in gw_stats.values()
+        for f in s.get("faults", [])
     ]
     events = [EventTime(e.machine, e.t_end_ns) for e in store.events(limit=1_000_000)]
     score = score_events(faults, events, window_ns=int(plan.window_s * 1e9))
@@ -51,9 +64,7 @@ def build_report(
     lat = np.array(
         [x for s in gw_stats.values() for x in s.get("latency_samples_ms", [])], dtype=float
     )
-    rejected = {
-        name: s.get("samples_rejected", {}) for name, s in gw_stats.items()
-    }
+    rejected = {name: s.get("samples_rejected", {}) for name, s in gw_stats.items()}
     return {
         "samples_ingested": ingested,
         "samples_accounted": accounted,
@@ -82,7 +93,9 @@ def build_report(
         "samples_rejected": rejected,
         "events_stored": score.events,
         "events_true": score.true_events,
-        "faults_by_kind": {k: {"detected": d, "injected": n} for k, (d, n) in score.by_kind.items()},
+        "faults_by_kind": {
+            k: {"detected": d, "injected": n} for k, (d, n) in score.by_kind.items()
+        },
         "missed_faults": [
             {"machine": f.machine, "kind": f.kind, "start_ns": f.start_ns} for f in score.missed
         ],

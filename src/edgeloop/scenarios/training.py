@@ -36,9 +36,16 @@ def normal_features(
     names: dict[str, tuple[str, ...]] = {}
     for gw in plan.gateways:
         sim = build_sim(
-            {"generate": {"n_machines": plan.machines_per_gateway, "gateway": gw.name,
-                          "seed": plan.seed + gw.index}},
-            [], seed=seed * 1000 + gw.index + 1, start_ns=0,
+            {
+                "generate": {
+                    "n_machines": plan.machines_per_gateway,
+                    "gateway": gw.name,
+                    "seed": plan.seed + gw.index,
+                }
+            },
+            [],
+            seed=seed * 1000 + gw.index + 1,
+            start_ns=0,
         )
         pipe = Pipeline.from_spec(spec, sim.catalog)
         step = 1_000_000_000
@@ -76,10 +83,15 @@ def train_edge_models(
         model = fit_model(x, names, kind="pca_t2q", seed=seed, group=group)
         path = models_dir / f"{group}.onnx"
         path.write_bytes(to_onnx(model))
-        spec["detectors"].append({
-            "group": group, "type": "onnx", "name": f"pca_t2q_{group}",
-            "model": str(path), "params": {"threshold": threshold},
-        })
+        spec["detectors"].append(
+            {
+                "group": group,
+                "type": "onnx",
+                "name": f"pca_t2q_{group}",
+                "model": str(path),
+                "params": {"threshold": threshold},
+            }
+        )
     out = workdir / "pipeline.yaml"
     out.write_text(yaml.safe_dump(spec, sort_keys=False))
     return out

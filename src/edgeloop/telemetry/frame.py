@@ -99,9 +99,7 @@ class SensorCatalog:
         return [s.name for s in self.specs]
 
     def indices_of_kind(self, kind: SensorKind) -> npt.NDArray[np.uint32]:
-        return np.array(
-            [i for i, s in enumerate(self.specs) if s.kind == kind], dtype=SENSOR_DTYPE
-        )
+        return np.array([i for i, s in enumerate(self.specs) if s.kind == kind], dtype=SENSOR_DTYPE)
 
     def machines(self) -> list[str]:
         """Distinct machine names in registration order."""
@@ -151,9 +149,7 @@ class Frame:
 
     @classmethod
     def empty(cls) -> Frame:
-        return cls(
-            np.empty(0, SENSOR_DTYPE), np.empty(0, TS_DTYPE), np.empty(0, VALUE_DTYPE)
-        )
+        return cls(np.empty(0, SENSOR_DTYPE), np.empty(0, TS_DTYPE), np.empty(0, VALUE_DTYPE))
 
     @classmethod
     def concat(cls, frames: Sequence[Frame]) -> Frame:

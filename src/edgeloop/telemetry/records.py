@@ -95,10 +95,8 @@ class SummaryBatch:
         if not batches:
             raise ValueError("concat of no summary batches")
         names = batches[0].sensor_names
-        return cls(
-            *(np.concatenate([getattr(b, f) for b in batches]) for f in _SUMMARY_COLS),
-            sensor_names=names,
-        )
+        cols = {f: np.concatenate([getattr(b, f) for b in batches]) for f in _SUMMARY_COLS}
+        return cls(**cols, sensor_names=names)
 
 
 _SUMMARY_COLS = ("sensor", "t0_ns", "t1_ns", "count", "mean", "std", "min", "max")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import socket
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -64,7 +63,7 @@ class HttpTransport:
             self._conn.request("POST", self._path, body=body, headers=headers)
             resp = self._conn.getresponse()
             data = resp.read()
-        except (OSError, http.client.HTTPException, socket.timeout) as exc:
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
             self.failures += 1
             self._reset()
             raise LinkDown(f"uplink {self._host}:{self._port}: {exc!r}") from None
