@@ -7,8 +7,8 @@ not timed.
 
 * **pipeline**: a fresh :class:`~edgeloop.pipeline.Pipeline` per repetition with one
   window group (1024-sample tumbling windows; mean, std, rms, p2p, kurtosis, crest and
-  8 log rfft band energies), the robust detector, and the threshold decision (the
-  ``anomalous`` mask and the selection of the anomalous rows).
+  8 log rfft band energies), the robust detector, and the node's decision step
+  (:class:`~edgeloop.node.decide.Decider`: incidents per machine, dropout check, rules).
 * **river**: ``anomaly.HalfSpaceTrees`` (seeded, value limits given) doing ``score_one``
   and ``learn_one`` per sample on the first ``river_samples`` samples of the same
   stream, fed as ``{"value": v}`` dicts — the documented way to use River.
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeloop.node.decide import Decider
 from edgeloop.pipeline.pipeline import Pipeline
 from edgeloop.pipeline.spec import load_spec
 from edgeloop.telemetry.frame import Frame, SensorCatalog, SensorKind, SensorSpec
@@ -116,24 +117,24 @@ def _one_thread() -> Iterator[bool]:
 def _time_pipeline(
     catalog: SensorCatalog, frames: list[Frame], summaries: bool = False
 ) -> tuple[float, int, int]:
-    """Seconds to run a fresh pipeline over ``frames``; windows and anomalous windows."""
+    """Seconds to run a fresh pipeline over ``frames``; windows and incidents opened."""
     spec = (
         BENCH_SPEC.replace("summaries: null", "summaries: {period_s: 1.0}")
         if summaries
         else BENCH_SPEC
     )
     pipe = Pipeline.from_spec(load_spec(spec), catalog)
+    # The node's own decision step: incidents per machine, dropout checks, rules.
+    decider = Decider("bench", catalog)
     step = 1_000_000_000 // RATE_HZ
     windows = anomalous = 0
     t = time.perf_counter()
     for frame in frames:
-        out = pipe.process(frame, int(frame.ts[-1]) + step)
+        now = int(frame.ts[-1]) + step
+        out = pipe.process(frame, now)
         windows += out.windows
-        for feats, sc in zip(out.features, out.scores, strict=True):
-            hot = sc.anomalous
-            # What the node turns into events: the rows and their sensors.
-            rows, sensors = feats.values[hot], feats.sensor[hot]
-            anomalous += min(rows.shape[0], sensors.shape[0])
+        decider.observe(frame, now)
+        anomalous += len(decider.decide(out.features, out.scores, now))
     return time.perf_counter() - t, windows, anomalous
 
 
@@ -205,7 +206,7 @@ def bench_pipeline(
         "frames": len(frames),
         "frame_samples": len(frames[0]) if frames else 0,
         "windows": windows,
-        "anomalous_windows": anomalous,
+        "incidents": anomalous,
         "river_samples": int(river_values.size),
         "reps": reps,
         "pipeline_s": pipe_s,

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from edgeloop.errors import ConfigError
 
@@ -27,17 +34,20 @@ class OutboxConfig(_Model):
 
 class UplinkConfig(_Model):
     kind: Literal["none", "inproc", "http"] = "none"
-    url: str | None = None
+    # validate_default: the check below must run when url is left out, and as a field
+    # validator it reports the path ``uplink.url`` (a model validator would say ``uplink``).
+    url: str | None = Field(default=None, validate_default=True)
     max_batch_bytes: int = Field(default=1 << 20, gt=0)
     timeout_s: float = Field(default=5.0, gt=0)
     retry_min_s: float = Field(default=0.05, gt=0)
     retry_max_s: float = Field(default=2.0, gt=0)
 
-    @model_validator(mode="after")
-    def _url_needed(self) -> UplinkConfig:
-        if self.kind == "http" and not self.url:
-            raise ValueError("url is required when kind is 'http'")
-        return self
+    @field_validator("url")
+    @classmethod
+    def _url_needed(cls, url: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("kind") == "http" and not url:
+            raise ValueError("required when uplink.kind is 'http'")
+        return url
 
 
 class RuleConfig(_Model):

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.telemetry.boundary import frame_from_records
 from edgeloop.telemetry.frame import Frame, SensorCatalog
 
@@ -77,7 +78,21 @@ class HttpPushSource:
         if req.path != "/v1/push":
             self._reply(req, 404, {"error": f"unknown path {req.path}; POST /v1/push"})
             return
-        length = int(req.headers.get("Content-Length") or 0)
+        announced = (req.headers.get("Content-Length") or "0").strip()
+        length = int(announced) if announced.isascii() and announced.isdigit() else -1
+        if length < 0:  # int() would raise, and read(-1) would wait for the client to close
+            self._reply(
+                req,
+                400,
+                {
+                    "error": {
+                        "field": "Content-Length",
+                        "reason": "malformed",
+                        "detail": f"expected a byte count, got {announced!r:.40}",
+                    }
+                },
+            )
+            return
         if length > self.max_body:
             self._reply(
                 req,
@@ -113,7 +128,16 @@ class HttpPushSource:
                 },
             )
             return
-        frame, rejects = frame_from_records(records, self.catalog)
+        try:
+            frame, rejects = frame_from_records(records, self.catalog)
+        except TelemetryError as exc:  # too many records: refuse the request whole
+            code = 413 if exc.reason == RejectReason.OVERSIZED else 400
+            self._reply(
+                req,
+                code,
+                {"error": {"field": exc.field, "reason": str(exc.reason), "detail": exc.detail}},
+            )
+            return
         self.accepted += len(frame)
         self.rejected += len(rejects)
         if len(frame) and self._loop is not None and self._queue is not None:
