@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import itertools
 import json
 import math
 import time
@@ -155,7 +156,7 @@ def test_csv_source_splits_into_frames_in_time_order(tmp_path: Path) -> None:
     frames, _ = replay(path, cat, frame_rows=2)
 
     assert [len(f) for f in frames] == [2, 2, 2]
-    for prev, nxt in zip(frames, frames[1:], strict=False):
+    for prev, nxt in itertools.pairwise(frames):
         assert int(prev.ts.max()) <= int(nxt.ts.min())
     got = [r for f in frames for r in rows(f, cat)]
     assert sorted((n, t) for n, t, _ in got) == sorted((n, t) for n, t, _ in VALID)
@@ -373,14 +374,11 @@ NOT_AN_ARRAY = {
 
 
 def test_push_rejects_a_body_that_is_not_a_json_array_with_400() -> None:
-    async def scenario(pushed: Pushed) -> dict[str, tuple[int, dict[str, Any]]]:
-        return {k: await post(pushed, body=body) for k, (body, _, _) in NOT_AN_ARRAY.items()}
-
-    async def and_no_frame(pushed: Pushed) -> tuple[dict[str, tuple[int, dict[str, Any]]], bool]:
-        replies = await scenario(pushed)
+    async def scenario(pushed: Pushed) -> tuple[dict[str, tuple[int, dict[str, Any]]], bool]:
+        replies = {k: await post(pushed, body=body) for k, (body, _, _) in NOT_AN_ARRAY.items()}
         return replies, await pushed.no_frame()
 
-    replies, none = run_push(and_no_frame)
+    replies, none = run_push(scenario)
     for case, (_, reason, detail) in NOT_AN_ARRAY.items():
         status, reply = replies[case]
         assert status == 400, case

@@ -28,6 +28,9 @@ def demo(
     ack_loss: Annotated[
         float, typer.Option(help="Share of acks the chaos layer drops (forces resends).")
     ] = 0.05,
+    bad_input: Annotated[
+        float, typer.Option(help="Share of samples corrupted before the gateways see them.")
+    ] = 2e-5,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     workdir: Annotated[
         Path | None, typer.Option(help="Keep configs, logs and databases here.")
@@ -58,6 +61,7 @@ def demo(
         seed=seed,
         partition=part,
         ack_loss=ack_loss,
+        corrupt_samples=bad_input,
         workdir=workdir,
         live=live,
     )
@@ -82,6 +86,8 @@ def demo(
         "partitions",
         "gateway_rss_mb_max",
         "hub_duplicates_skipped",
+        "samples_corrupted_by_chaos",
+        "samples_rejected_total",
         "events_stored",
     ):
         v = result.get(key)

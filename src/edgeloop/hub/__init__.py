@@ -39,3 +39,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(app, name)
     raise AttributeError(f"module 'edgeloop.hub' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -111,6 +111,7 @@ class ChaosConfig(_Model):
 
     partitions: list[tuple[float, float]] = Field(default_factory=list)
     ack_loss: float = Field(default=0.0, ge=0.0, lt=1.0)
+    corrupt_samples: float = Field(default=0.0, ge=0.0, lt=1.0)
     seed: int = 0
 
 

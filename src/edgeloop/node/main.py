@@ -18,8 +18,11 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeloop.errors import ConfigError, EdgeloopError
 from edgeloop.node.actions import ActionRegistry
@@ -27,7 +30,7 @@ from edgeloop.node.build import build_core, build_outbox, build_transport
 from edgeloop.node.config import NodeConfig, SimSourceConfig, load_node_config
 from edgeloop.node.runtime import NodeRuntime
 from edgeloop.node.sources import csv_source, sim_source
-from edgeloop.telemetry.frame import SensorCatalog, SensorKind, SensorSpec
+from edgeloop.telemetry.frame import Frame, SensorCatalog, SensorKind, SensorSpec
 
 log = logging.getLogger("edgeloop.node")
 
@@ -111,12 +114,14 @@ async def run_node(
     await runtime.start()
 
     tasks: list[asyncio.Task[None]] = []
+    corrupted = [0]
     for src_cfg, sim in sims:
-        tasks.append(
-            asyncio.create_task(
-                runtime.run_source(sim_source(sim, src_cfg.tick_s, until, clock, src_cfg.phase_s))
+        frames = sim_source(sim, src_cfg.tick_s, until, clock, src_cfg.phase_s)
+        if cfg.chaos is not None and cfg.chaos.corrupt_samples > 0:
+            frames = _corrupting(
+                frames, cfg.chaos.corrupt_samples, cfg.chaos.seed, catalog, corrupted
             )
-        )
+        tasks.append(asyncio.create_task(runtime.run_source(frames)))
     for src in cfg.sources:
         if src.type == "csv":
             tasks.append(
@@ -166,6 +171,7 @@ async def run_node(
     if chaos is not None:
         stats["chaos"] = {"blocked": chaos.blocked, "acks_dropped": chaos.acks_dropped}
     stats["latency_samples_ms"] = [x / 1e6 for x in actions.latency.samples()]
+    stats["samples_corrupted"] = corrupted[0]
     stats["relay_commands"] = len(actions.relay_log)  # type: ignore[attr-defined]
     stats["faults"] = [
         {"machine": f.machine, "kind": str(f.kind), "start_ns": f.start_ns, "end_ns": f.end_ns}
@@ -175,6 +181,23 @@ async def run_node(
     await runtime.stop()
     outbox.close()
     return stats
+
+
+async def _corrupting(
+    frames: AsyncIterator[Frame],
+    rate: float,
+    seed: int,
+    catalog: SensorCatalog,
+    counter: list[int],
+) -> AsyncIterator[Frame]:
+    """Chaos on the sensor side: corrupt a share of samples before the node sees them."""
+    from edgeloop.sim.bad_input import corrupt_samples
+
+    rng = np.random.default_rng([seed, 0xBAD])
+    async for frame in frames:
+        bad, k = corrupt_samples(frame, rng, rate, len(catalog))
+        counter[0] += k
+        yield bad
 
 
 async def _write_status(runtime: NodeRuntime, path: str | None, every_s: float = 0.5) -> None:

@@ -47,6 +47,7 @@ class DemoOptions:
     seed: int = 7
     partition: tuple[float, float] | None = (0.40, 0.60)
     ack_loss: float = 0.05
+    corrupt_samples: float = 2e-5
     tick_s: float = 0.1
     startup_s: float = 4.0
     drain_timeout_s: float = 60.0
@@ -98,7 +99,14 @@ def _run(opts: DemoOptions, workdir: Path, console: Any) -> dict[str, Any]:
     try:
         for gw in plan.gateways:
             cfg = planning.gateway_config(
-                gw, plan, spec_path, server.url, workdir, opts.tick_s, opts.ack_loss
+                gw,
+                plan,
+                spec_path,
+                server.url,
+                workdir,
+                opts.tick_s,
+                opts.ack_loss,
+                opts.corrupt_samples,
             )
             cfg_path = workdir / f"{gw.name}.yaml"
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -127,7 +135,7 @@ def _run(opts: DemoOptions, workdir: Path, console: Any) -> dict[str, Any]:
         # The hub stands in for a remote cloud: on this one machine it must not compete
         # with the plant floor's gateways for the cores.
         with contextlib.suppress(OSError):
-            os.nice(5)
+            os.nice(10)
         _watch(opts, plan, procs, status_files, store, start_ns, console)
     finally:
         for p in procs.values():
@@ -178,7 +186,7 @@ def _watch(
         }
         t = (time.time_ns() - start_ns) / 1e9
         note = planning.describe_moment(plan, t)
-        return render("edgeloop demo", statuses, hub, state, opts.duration_s, note)
+        return render("edgeloop demo", statuses, hub, state, opts.duration_s, note, run_s=t)
 
     def running() -> bool:
         return any(p.poll() is None for p in procs.values())

@@ -38,6 +38,7 @@ def render(
     state: LiveState,
     duration_s: float,
     note: str = "",
+    run_s: float | None = None,
 ) -> Group:
     """Build the renderable for one refresh."""
     now = time.monotonic()
@@ -46,6 +47,7 @@ def render(
         "gateway",
         "samples/s",
         "samples",
+        "rejected",
         "windows",
         "incidents",
         "outbox",
@@ -57,7 +59,7 @@ def render(
     naive = 0
     for name, st in sorted(statuses.items()):
         if st is None:
-            table.add_row(name, "starting", "", "", "", "", "", "", "")
+            table.add_row(name, "starting", "", "", "", "", "", "", "", "")
             continue
         n = int(st.get("samples_accepted", 0))
         prev = state.last.get(name)
@@ -72,6 +74,7 @@ def render(
             name,
             f"{state.rates.get(name, 0.0):,.0f}",
             f"{n:,}",
+            f"{sum(int(v) for v in st.get('samples_rejected', {}).values()):,}",
             f"{int(st.get('windows', 0)):,}",
             f"{int(st.get('incidents', 0))}",
             f"{int(st.get('outbox_depth', 0))}",
@@ -81,9 +84,9 @@ def render(
         )
     received = int(hub.get("bytes_received", 0))
     saved = f"{naive / received:,.0f}x smaller" if received else "-"
-    elapsed = now - state.started
+    elapsed = now - state.started if run_s is None else run_s
     head = (
-        f"t = {elapsed:5.1f} s / {duration_s:.0f} s   "
+        f"t = {max(elapsed, 0.0):5.1f} s / {duration_s:.0f} s   "
         f"hub: {int(hub.get('events', 0))} events, "
         f"{int(hub.get('summary_samples', 0)):,} samples summarised, "
         f"{received / 1e3:,.1f} kB received (naive JSON {naive / 1e6:,.1f} MB, {saved})"

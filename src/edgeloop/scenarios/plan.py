@@ -100,6 +100,7 @@ def gateway_config(
     workdir: Path,
     tick_s: float,
     ack_loss: float,
+    corrupt_samples: float = 0.0,
 ) -> dict[str, Any]:
     """The node config (as YAML-ready data) of one gateway of the plan."""
     return {
@@ -144,6 +145,7 @@ def gateway_config(
         "chaos": {
             "partitions": [list(p) for p in plan.partitions],
             "ack_loss": ack_loss,
+            "corrupt_samples": corrupt_samples,
             "seed": gw.seed,
         },
         "status_file": str(workdir / f"{gw.name}.status.json"),

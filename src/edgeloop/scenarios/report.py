@@ -91,6 +91,10 @@ def build_report(
         "samples_summarised_at_hub": summarised,
         "samples_evicted": evicted,
         "samples_rejected": rejected,
+        "samples_corrupted_by_chaos": sum(
+            int(s.get("samples_corrupted", 0)) for s in gw_stats.values()
+        ),
+        "samples_rejected_total": sum(sum(int(v) for v in r.values()) for r in rejected.values()),
         "events_stored": score.events,
         "events_true": score.true_events,
         "faults_by_kind": {
