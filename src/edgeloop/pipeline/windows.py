@@ -24,8 +24,6 @@ each sensor; the caller sorts frames by (sensor, ts) (see :func:`ensure_sorted`)
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 
@@ -68,52 +66,6 @@ def _empty_windows(group: str, size: int) -> Windows:
     )
 
 
-class _Span:
-    """Reads positions of the per-sensor buffers "carry[i, :m] + frame rows of sensor i"."""
-
-    def __init__(self, starts: npt.NDArray[np.intp], m: int) -> None:
-        self.starts = starts
-        self.m = m
-
-    def copy(
-        self,
-        dst: npt.NDArray[Any],
-        a: int,
-        b: int,
-        carry: npt.NDArray[Any],
-        col: npt.NDArray[Any],
-        block: npt.NDArray[Any] | None,
-    ) -> None:
-        """``dst[:, :b - a]`` = buffer positions ``[a, b)`` of every sensor.
-
-        ``dst`` may be ``carry`` itself when ``a`` > 0: the carry part moves left first.
-        """
-        m = self.m
-        ca, cb = min(a, m), min(b, m)
-        if cb > ca:
-            dst[:, : cb - ca] = carry[:, ca:cb]
-        fa, fb = max(a, m) - m, b - m
-        if fb <= fa:
-            return
-        off = cb - ca
-        if block is not None:
-            dst[:, off : off + fb - fa] = block[:, fa:fb]
-        else:
-            for i, s in enumerate(self.starts.tolist()):  # a slice copy per sensor
-                dst[i, off : off + fb - fa] = col[s + fa : s + fb]
-
-    def gather(
-        self, pos: npt.NDArray[np.int64], carry: npt.NDArray[np.int64], col: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.int64]:
-        """Values at buffer positions ``pos`` (few) of every sensor, sensor-major, raveled."""
-        m = self.m
-        from_frame = col[self.starts[:, None] + np.maximum(pos - m, 0)[None, :]]
-        if m == 0:
-            return from_frame.ravel()
-        from_carry = carry[:, np.minimum(pos, m - 1)]
-        return np.where(pos[None, :] < m, from_carry, from_frame).ravel()
-
-
 class Windower:
     """Tumbling or sliding count-based windows for the sensors of one group.
 
@@ -139,7 +91,9 @@ class Windower:
         self.size = size
         self.hop = hop
         self.sensors = np.empty(0, SENSOR_DTYPE)
-        # Carry of the incomplete tail per sensor: row i holds _carry_len[i] samples.
+        # Carry of the incomplete tail per sensor, RIGHT-aligned: row i holds its
+        # _carry_len[i] samples in the last columns, so "carry + new samples" of every
+        # sensor is one concatenation along the rows and the next carry is a tail slice.
         self._carry_v = np.empty((0, size), VALUE_DTYPE)
         self._carry_t = np.empty((0, size), TS_DTYPE)
         self._carry_len = np.empty(0, np.int64)
@@ -174,105 +128,111 @@ class Windower:
         return self.process_sorted(ensure_sorted(frame))
 
     def process_sorted(self, frame: Frame) -> Windows:
-        """As :meth:`process` for a frame already sorted by (sensor, ts); no check."""
-        g = self.sensors.size
-        if g == 0:
-            return _empty_windows(self.group, self.size)
+        """As :meth:`process` for a frame already sorted by (sensor, ts); no check.
+
+        Vectorized over sensors, with no loop per sensor: each sensor's buffer is its
+        right-aligned carry followed by its new samples, all sensors stacked as rows of
+        one ``(g, size + c)`` matrix.
+        """
+        g, size, hop = self.sensors.size, self.size, self.hop
+        if g == 0 or len(frame) == 0:
+            return _empty_windows(self.group, size)
         starts = np.searchsorted(frame.sensor, self.sensors, side="left")
         ends = np.searchsorted(frame.sensor, self.sensors, side="right")
-        counts = ends - starts
-        c0 = int(counts[0])
-        m0 = int(self._carry_len[0])
-        if bool((counts == c0).all()) and bool((self._carry_len == m0).all()):
-            return self._uniform(frame, starts, ends, c0, m0)
-        return self._general(frame, starts, ends)
+        counts = (ends - starts).astype(np.int64)
+        c = int(counts.max())
+        if c == 0:
+            return _empty_windows(self.group, size)
+        if (
+            hop == size
+            and c % size == 0
+            and bool((counts == c).all())
+            and not self._carry_len.any()
+            and (g == 1 or bool((starts[1:] == ends[:-1]).all()))
+        ):
+            # Whole windows, nothing carried, one block: a zero-copy view of the frame.
+            lo, k0 = int(starts[0]), c // size
+            rows = np.repeat(np.arange(g), k0)
+            t = frame.ts[lo : lo + g * c].reshape(g * k0, size)
+            return Windows(
+                self.group,
+                self.sensors[rows],
+                t[:, 0],
+                t[:, -1],
+                frame.value[lo : lo + g * c].reshape(g * k0, size),
+            )
+        vbuf, tbuf = self._buffers(frame, starts, ends, counts, c)
+        width = size + c
+        total = self._carry_len + counts  # samples per sensor buffer
+        k = np.where(total >= size, (total - size) // hop + 1, 0)
+        first = width - total  # column of each buffer's first sample
+        out = _empty_windows(self.group, size)
+        n_win = int(k.sum())
+        if n_win:
+            k0, f0 = int(k[0]), int(first[0])
+            if bool((k == k0).all()) and bool((first == f0).all()):  # the steady state
+                span = vbuf[:, f0 : f0 + (k0 - 1) * hop + size]
+                if hop == size:
+                    vals = span.reshape(g * k0, size)
+                else:
+                    view = np.lib.stride_tricks.sliding_window_view(span, size, axis=1)
+                    vals = view[:, ::hop].reshape(g * k0, size)
+                rows = np.repeat(np.arange(g), k0)
+                p0 = np.tile(f0 + np.arange(k0, dtype=np.int64) * hop, g)
+            else:
+                rows = np.repeat(np.arange(g), k)
+                j = np.arange(n_win) - np.repeat(np.cumsum(k) - k, k)
+                p0 = first[rows] + j * hop
+                vals = vbuf[rows[:, None], p0[:, None] + np.arange(size)[None, :]]
+            out = Windows(
+                self.group,
+                self.sensors[rows],
+                tbuf[rows, p0],
+                tbuf[rows, p0 + size - 1],
+                np.ascontiguousarray(vals, dtype=VALUE_DTYPE),
+            )
+        # The next carry: the last `size` columns hold every sensor's remaining tail.
+        self._carry_v = np.ascontiguousarray(vbuf[:, c:])
+        self._carry_t = np.ascontiguousarray(tbuf[:, c:])
+        self._carry_len = total - k * hop
+        return out
 
-    # -- fast path: every sensor brings c samples and carries m ------------------------
-    def _uniform(
+    def _buffers(
         self,
         frame: Frame,
         starts: npt.NDArray[np.intp],
         ends: npt.NDArray[np.intp],
+        counts: npt.NDArray[np.int64],
         c: int,
-        m: int,
-    ) -> Windows:
-        g, size, hop = self.sensors.size, self.size, self.hop
-        if c == 0:
-            return _empty_windows(self.group, size)
-        total = m + c
-        k = (total - size) // hop + 1 if total >= size else 0
-        # Per-sensor "buffer" = carry (m samples) followed by the frame's c samples. When
-        # the group's rows form one block of the frame, that block is a (g, c) view.
-        contiguous = g == 1 or bool((starts[1:] == ends[:-1]).all())
-        lo = int(starts[0])
-        vblock = frame.value[lo : lo + g * c].reshape(g, c) if contiguous else None
-        tblock = frame.ts[lo : lo + g * c].reshape(g, c) if contiguous else None
-        span = _Span(starts, m)
-        out = _empty_windows(self.group, size)
-        if k > 0:
-            if hop == size and m == 0 and vblock is not None and k * size == c:
-                vals = vblock.reshape(g * k, size)  # zero-copy
-            elif hop == size:
-                flat = np.empty((g, k * size), VALUE_DTYPE)
-                span.copy(flat, 0, k * size, self._carry_v, frame.value, vblock)
-                vals = flat.reshape(g * k, size)
-            else:
-                buf = np.empty((g, (k - 1) * hop + size), VALUE_DTYPE)
-                span.copy(buf, 0, buf.shape[1], self._carry_v, frame.value, vblock)
-                view = np.lib.stride_tricks.sliding_window_view(buf, size, axis=1)
-                vals = view[:, ::hop].reshape(g * k, size)
-            pos = np.arange(k, dtype=np.int64) * hop
-            out = Windows(
-                self.group,
-                np.repeat(self.sensors, k),
-                span.gather(pos, self._carry_t, frame.ts),
-                span.gather(pos + (size - 1), self._carry_t, frame.ts),
-                vals,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(g, size + c)`` value and time buffers: right-aligned carry, then new rows."""
+        g, size = self.sensors.size, self.size
+        if bool((counts == c).all()):
+            if g == 1 or bool((starts[1:] == ends[:-1]).all()):
+                lo = int(starts[0])
+                vblock = frame.value[lo : lo + g * c].reshape(g, c)
+                tblock = frame.ts[lo : lo + g * c].reshape(g, c)
+            else:  # the group interleaves with other groups: one gather
+                idx = (starts[:, None] + np.arange(c, dtype=np.intp)[None, :]).ravel()
+                vblock = frame.value.take(idx).reshape(g, c)
+                tblock = frame.ts.take(idx).reshape(g, c)
+            return (
+                np.concatenate([self._carry_v, vblock], axis=1),
+                np.concatenate([self._carry_t, tblock], axis=1),
             )
-        # New carry: the tail from the next window start on (shorter than size). The
-        # timestamps above were read from the old carry, so it is overwritten only now.
-        nxt = k * hop
-        rest = total - nxt
-        if rest:
-            span.copy(self._carry_v, nxt, total, self._carry_v, frame.value, vblock)
-            span.copy(self._carry_t, nxt, total, self._carry_t, frame.ts, tblock)
-        self._carry_len[:] = rest
-        return out
-
-    # -- general path: a loop per sensor -----------------------------------------------
-    def _general(
-        self, frame: Frame, starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
-    ) -> Windows:
-        size, hop = self.size, self.hop
-        vals: list[npt.NDArray[np.float32]] = []
-        t0s: list[npt.NDArray[np.int64]] = []
-        t1s: list[npt.NDArray[np.int64]] = []
-        sens: list[npt.NDArray[np.uint32]] = []
-        for i in range(self.sensors.size):
-            s, e = int(starts[i]), int(ends[i])
-            m = int(self._carry_len[i])
-            if s == e:
-                continue
-            v = np.concatenate([self._carry_v[i, :m], frame.value[s:e]])
-            t = np.concatenate([self._carry_t[i, :m], frame.ts[s:e]])
-            total = v.size
-            k = (total - size) // hop + 1 if total >= size else 0
-            if k:
-                win = np.lib.stride_tricks.sliding_window_view(v, size)
-                vals.append(win[: (k - 1) * hop + 1 : hop])
-                t0s.append(t[: (k - 1) * hop + 1 : hop])
-                t1s.append(t[size - 1 : size - 1 + (k - 1) * hop + 1 : hop])
-                sens.append(np.full(k, self.sensors[i], SENSOR_DTYPE))
-            rest = total - k * hop
-            self._carry_v[i, :rest] = v[k * hop :]
-            self._carry_t[i, :rest] = t[k * hop :]
-            self._carry_len[i] = rest
-        if not vals:
-            return _empty_windows(self.group, size)
-        return Windows(
-            self.group,
-            np.concatenate(sens),
-            np.concatenate(t0s),
-            np.concatenate(t1s),
-            np.concatenate(vals),
-        )
+        # Ragged (a sensor missing samples in this frame): each buffer must end at the
+        # last column, so sensor i's carry shifts right by c - counts[i].
+        width = size + c
+        vbuf = np.zeros((g, width), VALUE_DTYPE)
+        tbuf = np.zeros((g, width), TS_DTYPE)
+        shift = (c - counts)[:, None] + np.arange(size)[None, :]
+        rows2 = np.arange(g)[:, None]
+        vbuf[rows2, shift] = self._carry_v
+        tbuf[rows2, shift] = self._carry_t
+        r = np.repeat(np.arange(g), counts)
+        rank = np.arange(r.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        src = starts[r] + rank
+        col = width - counts[r] + rank
+        vbuf[r, col] = frame.value[src]
+        tbuf[r, col] = frame.ts[src]
+        return vbuf, tbuf
