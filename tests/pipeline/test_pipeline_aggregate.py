@@ -19,8 +19,12 @@ PERIOD = 100
 
 def run(agg: SummaryAggregator, frames: list[Frame]) -> SummaryBatch | None:
     out = []
+    now = np.iinfo(np.int64).min
     for f in frames:
-        b = agg.process(f, int(f.ts.max()) if len(f) else 0)
+        # The clock follows the data; an empty frame does not move it (a clock jumping
+        # ahead of the data would rightly make later samples late, with rows of their own).
+        now = max(now, int(f.ts.max())) if len(f) else now
+        b = agg.process(f, now)
         if b is not None:
             out.append(b)
     tail = agg.flush()

@@ -161,7 +161,7 @@ class Windower:
                 t[:, -1],
                 frame.value[lo : lo + g * c].reshape(g * k0, size),
             )
-        vbuf, tbuf = self._buffers(frame, starts, ends, counts, c)
+        vbuf, tparts = self._buffers(frame, starts, ends, counts, c)
         width = size + c
         total = self._carry_len + counts  # samples per sensor buffer
         k = np.where(total >= size, (total - size) // hop + 1, 0)
@@ -187,13 +187,13 @@ class Windower:
             out = Windows(
                 self.group,
                 self.sensors[rows],
-                tbuf[rows, p0],
-                tbuf[rows, p0 + size - 1],
+                _time_at(tparts, rows, p0),
+                _time_at(tparts, rows, p0 + size - 1),
                 np.ascontiguousarray(vals, dtype=VALUE_DTYPE),
             )
         # The next carry: the last `size` columns hold every sensor's remaining tail.
         self._carry_v = np.ascontiguousarray(vbuf[:, c:])
-        self._carry_t = np.ascontiguousarray(tbuf[:, c:])
+        self._carry_t = _time_tail(tparts, size)
         self._carry_len = total - k * hop
         return out
 
@@ -204,8 +204,13 @@ class Windower:
         ends: npt.NDArray[np.intp],
         counts: npt.NDArray[np.int64],
         c: int,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        """``(g, size + c)`` value and time buffers: right-aligned carry, then new rows."""
+    ) -> tuple[npt.NDArray[np.float32], tuple[npt.NDArray[np.int64], ...]]:
+        """The ``(g, size + c)`` value buffer (right-aligned carry, then new rows) and the
+        time buffer as parts: ``(carry, block)`` side by side, or one whole matrix.
+
+        Timestamps are only read at window ends and for the next carry, so the common
+        case never copies the whole time matrix.
+        """
         g, size = self.sensors.size, self.size
         if bool((counts == c).all()):
             if g == 1 or bool((starts[1:] == ends[:-1]).all()):
@@ -216,10 +221,7 @@ class Windower:
                 idx = (starts[:, None] + np.arange(c, dtype=np.intp)[None, :]).ravel()
                 vblock = frame.value.take(idx).reshape(g, c)
                 tblock = frame.ts.take(idx).reshape(g, c)
-            return (
-                np.concatenate([self._carry_v, vblock], axis=1),
-                np.concatenate([self._carry_t, tblock], axis=1),
-            )
+            return np.concatenate([self._carry_v, vblock], axis=1), (self._carry_t, tblock)
         # Ragged (a sensor missing samples in this frame): each buffer must end at the
         # last column, so sensor i's carry shifts right by c - counts[i].
         width = size + c
@@ -235,4 +237,31 @@ class Windower:
         col = width - counts[r] + rank
         vbuf[r, col] = frame.value[src]
         tbuf[r, col] = frame.ts[src]
-        return vbuf, tbuf
+        return vbuf, (tbuf,)
+
+
+def _time_at(
+    parts: tuple[npt.NDArray[np.int64], ...],
+    rows: npt.NDArray[np.intp],
+    cols: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Entries ``(rows, cols)`` of the time buffer given as parts laid side by side."""
+    if len(parts) == 1:
+        return parts[0][rows, cols]
+    left, right = parts
+    w = left.shape[1]
+    from_left = left[rows, np.minimum(cols, w - 1)]
+    from_right = right[rows, np.clip(cols - w, 0, max(right.shape[1] - 1, 0))]
+    out: npt.NDArray[np.int64] = np.where(cols < w, from_left, from_right)
+    return out
+
+
+def _time_tail(parts: tuple[npt.NDArray[np.int64], ...], size: int) -> npt.NDArray[np.int64]:
+    """The last ``size`` columns of the time buffer given as parts."""
+    if len(parts) == 1:
+        return np.ascontiguousarray(parts[0][:, -size:])
+    left, right = parts
+    c = right.shape[1]
+    if c >= size:
+        return np.ascontiguousarray(right[:, c - size :])
+    return np.concatenate([left[:, c:], right], axis=1)
