@@ -122,3 +122,52 @@ def test_outbox_survives_a_restart_during_a_partition(tmp_path: Path) -> None:
     assert store.totals()["overall"]["samples"] == core.counters.samples_accepted
     assert store.duplicate_summary_samples() == 0
     box2.close()
+
+
+def test_anonymised_node_sends_hashed_names_and_acts_on_real_ones(
+    monkeypatch: Any,
+) -> None:
+    from edgeloop.node.build import resolve_spec
+
+    monkeypatch.setenv("EDGELOOP_ANON_KEY", "plant-secret")
+    spec = resolve_spec("factory").model_copy(
+        update={
+            "anonymise": resolve_spec("factory").anonymise.model_copy(
+                update={"hash": ("machine", "sensor")}
+            )
+        }
+    )
+    cfg = parse_node_config(
+        {
+            "node_id": "gw1",
+            "summary_every_s": 1.0,
+            "decide": {"rules": [{"name": "a", "actions": ["relay"]}]},
+        }
+    )
+    sim = build_sim(
+        {"generate": {"n_machines": 3, "gateway": "gw1", "seed": 3}}, FAULTS, seed=3, start_ns=0
+    )
+    actions = builtin_actions()
+    core = build_core(cfg, sim.catalog, actions, spec=spec)
+    store = HubStore("sqlite://")
+    store.create_all()
+    rt = NodeRuntime(
+        core, MemoryOutbox(), InProcTransport(IngestService(store).handle), clock=lambda: sim.now_ns
+    )
+
+    async def main() -> bool:
+        await run(rt, sim, 30.0)
+        await rt.flush()
+        ok = await rt.drain(10.0)
+        await rt.stop()
+        return ok
+
+    assert asyncio.run(main())
+    events = store.events()
+    assert events and all(e.machine.startswith("h:") and e.sensor.startswith("h:") for e in events)
+    # the local action saw the real machine names
+    assert {m for m, _ in actions.relay_log} <= {"gw1.m01", "gw1.m02", "gw1.m03"}
+    assert len(actions.relay_log) == len(events)
+    sensors = {s.sensor for s in store.summaries(limit=100)}
+    assert sensors and all(name.startswith("h:") for name in sensors)
+    assert store.totals()["overall"]["samples"] == core.counters.samples_accepted

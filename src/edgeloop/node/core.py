@@ -234,6 +234,9 @@ class NodeCore:
         for p in ready:
             raw = self.recent.window(p.sensors, p.event.t_start_ns - pre, p.due_ns)
             events.append(self._with_context(p.event, raw))
+        anon = self.pipeline.anonymiser
+        if anon is not None:  # local actions saw real names; upstream sees these
+            events = [anon.event(e) for e in events]
         self.counters.events_forwarded += len(events)
         alarms = [e for e in events if e.severity == Severity.ALARM]
         anomalies = [e for e in events if e.severity != Severity.ALARM]
@@ -273,6 +276,8 @@ class NodeCore:
             return []
         batch = SummaryBatch.concat(self._summaries)
         self._summaries = []
+        if self.pipeline.anonymiser is not None:
+            batch = self.pipeline.anonymiser.summary(batch)
         self.counters.summary_entries += 1
         payload = codec.encode_summaries(batch)
         return [NewEntry(Priority.SUMMARY, "summaries", payload, batch.samples, now_ns)]
