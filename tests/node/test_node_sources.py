@@ -467,3 +467,35 @@ def test_push_source_url_is_the_bound_loopback_port() -> None:
     assert parts.scheme == "http"
     assert parts.hostname == "127.0.0.1"
     assert parts.port is not None and parts.port > 0  # port 0 asked the OS for a free port
+
+
+def test_csv_rows_rejected_at_the_boundary_are_counted_in_the_node_status(
+    tmp_path: Path,
+) -> None:
+    """End to end through ``run_node``: bad CSV rows show up in the node's counters."""
+    from edgeloop.node.config import parse_node_config
+    from edgeloop.node.main import run_node
+
+    csv = tmp_path / "replay.csv"
+    csv.write_text(
+        "sensor,ts,value\n"
+        "m1.temp,1000,20.5\n"
+        "m1.temp,abc,20.6\n"
+        "m9.nope,3000,1.0\n"
+        "m1.temp,4000,nan\n"
+        "m1.temp,5000,20.9\n"
+    )
+    cfg = parse_node_config(
+        {
+            "node_id": "edge1",
+            "tier": "device",
+            "sensors": [{"name": "m1.temp", "machine": "m1", "kind": "temperature"}],
+            "sources": [{"type": "csv", "path": str(csv)}],
+        }
+    )
+    stats = asyncio.run(run_node(cfg, 1.0, drain_timeout_s=1.0))
+    assert stats["samples_accepted"] == 2
+    rejected = stats["samples_rejected"]
+    assert rejected.get("wrong_type") == 1
+    assert rejected.get("unknown_sensor") == 1
+    assert rejected.get("non_finite") == 1

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -115,6 +116,12 @@ class ChaosConfig(_Model):
     seed: int = 0
 
 
+def _one_sim(sources: list[Any]) -> list[Any]:
+    if sum(1 for s in sources if getattr(s, "type", None) == "sim") > 1:
+        raise ValueError("at most one simulator source per node (each simulates a whole floor)")
+    return sources
+
+
 class NodeConfig(_Model):
     """Everything a node needs to run.
 
@@ -136,7 +143,7 @@ class NodeConfig(_Model):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     uplink: UplinkConfig = Field(default_factory=UplinkConfig)
     sensors: list[SensorConfig] = Field(default_factory=list)
-    sources: list[SourceConfig] = Field(default_factory=list)
+    sources: Annotated[list[SourceConfig], AfterValidator(_one_sim)] = Field(default_factory=list)
     chaos: ChaosConfig | None = None
     status_file: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)

@@ -10,6 +10,7 @@ compute time of one frame.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from edgeloop.pipeline.pipeline import Pipeline
 from edgeloop.telemetry import codec
 from edgeloop.telemetry.frame import Frame, SensorCatalog
 from edgeloop.telemetry.records import Event, Severity, SummaryBatch
-from edgeloop.telemetry.validate import FrameValidator
+from edgeloop.telemetry.validate import FrameValidator, RejectRecord
 
 
 class NaiveJsonSize:
@@ -179,6 +180,12 @@ class NodeCore:
             entries.extend(self._summary_entry(now_ns))
             self._next_summary_ns = now_ns + int(self.config.summary_every_s * 1e9)
         return entries
+
+    def reject(self, records: Sequence[RejectRecord]) -> None:
+        """Count input rejected before it became a frame (CSV rows, pushed records)."""
+        for r in records:
+            self.validator.rejects[r.reason] += r.count
+            self.validator.examples.append(r)
 
     def flush(self, now_ns: int) -> list[NewEntry]:
         """Emit everything held: open summary periods and pending events (at shutdown)."""

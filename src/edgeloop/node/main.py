@@ -126,13 +126,15 @@ async def run_node(
         if src.type == "csv":
             tasks.append(
                 asyncio.create_task(
-                    runtime.run_source(csv_source(src.path, catalog, speed=src.speed))
+                    runtime.run_source(
+                        csv_source(src.path, catalog, speed=src.speed, on_reject=core.reject)
+                    )
                 )
             )
         elif src.type == "http":
             from edgeloop.node.push import HttpPushSource
 
-            push = HttpPushSource(catalog, src.host, src.port)
+            push = HttpPushSource(catalog, src.host, src.port, on_reject=core.reject)
             log.info("accepting pushed telemetry at %s/v1/push", push.url)
             tasks.append(asyncio.create_task(runtime.run_source(push.__aiter__())))
     status_task = asyncio.create_task(_write_status(runtime, cfg.status_file))

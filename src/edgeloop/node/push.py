@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.telemetry.boundary import frame_from_records
 from edgeloop.telemetry.frame import Frame, SensorCatalog
+from edgeloop.telemetry.validate import RejectRecord
 
 
 class HttpPushSource:
@@ -30,8 +31,10 @@ class HttpPushSource:
         host: str = "127.0.0.1",
         port: int = 0,
         max_body: int = 8 * 1024 * 1024,
+        on_reject: Callable[[list[RejectRecord]], None] | None = None,
     ) -> None:
         self.catalog = catalog
+        self._on_reject = on_reject
         self.max_body = max_body
         self._queue: asyncio.Queue[Frame] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -140,8 +143,11 @@ class HttpPushSource:
             return
         self.accepted += len(frame)
         self.rejected += len(rejects)
-        if len(frame) and self._loop is not None and self._queue is not None:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, frame.sorted())
+        if self._loop is not None:
+            if rejects and self._on_reject is not None:
+                self._loop.call_soon_threadsafe(self._on_reject, list(rejects))
+            if len(frame) and self._queue is not None:
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, frame.sorted())
         self._reply(
             req,
             200,
