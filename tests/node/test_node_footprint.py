@@ -33,16 +33,21 @@ FORBIDDEN = (
     "pandas",
 )
 
-RSS_BOUND_MB = 100.0
+# Issue #2 asks for < 80 MB resident; today a gateway peaks at 92-105 MB depending on how
+# much of the shared libraries the page cache maps in (see docs/footprint.md). These
+# bounds catch regressions (e.g. scikit-learn alone adds ~50 MB) until that plan lands.
+RSS_BOUND_MB = 120.0
+PRIVATE_BOUND_MB = 60.0
 
 PROBE = r"""
 import asyncio, json, sys
 from edgeloop.node.config import load_node_config
 from edgeloop.node.main import run_node
-from edgeloop.node.runtime import rss_mb_max
+from edgeloop.node.runtime import private_mb, rss_mb_max
 stats = asyncio.run(run_node(load_node_config(sys.argv[1]), 4.0))
 print(json.dumps({"modules": sorted({m.split(".")[0] for m in sys.modules}),
-                  "rss": rss_mb_max(), "windows": stats["windows"]}))
+                  "rss": rss_mb_max(), "private": private_mb(),
+                  "windows": stats["windows"]}))
 """
 
 
@@ -77,6 +82,5 @@ def test_gateway_imports_no_hub_or_training_stack_and_stays_small(tmp_path: Path
     loaded = set(res["modules"])
     assert not loaded & set(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
     assert "onnxruntime" in loaded  # the edge model really runs
-    # Issue #2 asks for < 80 MB; today's floor is ~94 MB (see docs/footprint.md for the
-    # breakdown and the plan). This bound catches regressions until the plan lands.
     assert res["rss"] < RSS_BOUND_MB, f"gateway peak RSS {res['rss']:.1f} MB"
+    assert res["private"] < PRIVATE_BOUND_MB, f"gateway private memory {res['private']:.1f} MB"

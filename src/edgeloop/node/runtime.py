@@ -24,6 +24,22 @@ from edgeloop.transport.base import Ack, Batch, Transport
 Clock = Callable[[], int]
 
 
+def private_mb() -> float:
+    """Private (anonymous) resident memory of this process now, in MB (Linux; else 0).
+
+    Unlike the total resident set, it does not depend on how much of the shared
+    libraries the page cache happens to map in (fault-around of hot files).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def rss_mb_max() -> float:
     """Peak resident set size of this process in MB.
 
@@ -170,6 +186,7 @@ class NodeRuntime:
         st["evicted"] = evicted
         st["evicted_samples"] = sum(v["samples"] for v in evicted.values())
         st["rss_mb_max"] = round(rss_mb_max(), 1)
+        st["private_mb"] = round(private_mb(), 1)
         st["send_failures"] = self.send_failures
         st["link_up"] = self.link_up
         st["tier"] = self.core.config.tier

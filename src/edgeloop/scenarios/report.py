@@ -84,6 +84,9 @@ def build_report(
             (float(s.get("rss_mb_max", 0.0)) for s in gw_stats.values()), default=0.0
         ),
         # context beyond the required keys
+        "gateway_private_mb_max": max(
+            (float(s.get("private_mb", 0.0)) for s in gw_stats.values()), default=0.0
+        ),
         "gateways": len(plan.gateways),
         "sensors": plan.sensors,
         "duration_s": plan.duration_s,
