@@ -178,9 +178,16 @@ class _Fifo:
         count = nbytes = nsamples = 0
         seqs: list[I64] = []
         for view in self._views():
-            cs = np.cumsum(view[1])
             need = excess - nbytes
-            k = view.shape[1] if int(cs[-1]) < need else int(np.searchsorted(cs, need)) + 1
+            n = view.shape[1]
+            # Sum a doubling prefix, not the whole chunk: the cost follows what is
+            # evicted, not what is held (a reopened store holds one big chunk).
+            p = min(64, n)
+            cs = np.cumsum(view[1, :p])
+            while int(cs[-1]) < need and p < n:
+                p = min(2 * p, n)
+                cs = np.cumsum(view[1, :p])
+            k = p if int(cs[-1]) < need else int(np.searchsorted(cs, need)) + 1
             count += k
             nbytes += int(cs[k - 1])
             nsamples += int(view[2, :k].sum())
