@@ -227,8 +227,8 @@ def test_openapi_lists_the_endpoints_with_response_models(client: TestClient) ->
         assert path in paths, path
     assert "application/octet-stream" in paths["/v1/ingest"]["post"]["requestBody"]["content"]
     ok = paths["/v1/events"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
-    assert ok["items"]["$ref"].endswith("/EventOut")
-    for model in ("EventOut", "SummaryOut", "NodeOut", "StatsOut", "ErrorOut"):
+    assert ok["items"]["$ref"].endswith("/StoredEvent")
+    for model in ("StoredEvent", "StoredSummary", "NodeInfo", "StatsOut", "ErrorOut"):
         assert model in spec["components"]["schemas"]
     assert client.get("/healthz").json() == {"status": "ok"}
 

@@ -32,7 +32,14 @@ from starlette.concurrency import run_in_threadpool
 
 from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.hub.schema import KIND_EVENTS, KIND_FRAME, KIND_SUMMARIES, Decoded
-from edgeloop.hub.store import HubStore, IngestItem
+from edgeloop.hub.store import (
+    HubStore,
+    IngestItem,
+    NodeInfo,
+    StoredDeadLetter,
+    StoredEvent,
+    StoredSummary,
+)
 from edgeloop.outbox.base import Entry
 from edgeloop.telemetry import codec
 from edgeloop.transport.base import Ack
@@ -176,6 +183,14 @@ def _item(i: int, entry: Entry) -> IngestItem:
 
 
 # -- response models ----------------------------------------------------------------------
+# Query endpoints answer with the store's own records (frozen dataclasses): one
+# definition of each record, which FastAPI validates and documents as it is.
+NodeOut = NodeInfo
+EventOut = StoredEvent
+SummaryOut = StoredSummary
+DeadLetterOut = StoredDeadLetter
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -190,52 +205,6 @@ class ErrorOut(_Out):
     """Every non-2xx JSON answer: what was wrong, which field, why."""
 
     error: ErrorBody
-
-
-class NodeOut(_Out):
-    id: str
-    tier: str | None
-    parent: str | None
-    first_seen_ns: int
-    last_seen_ns: int
-    watermark: int
-    batches: int
-    duplicates: int
-    status: dict[str, Any]
-
-
-class EventOut(_Out):
-    id: int
-    node: str
-    seq: int
-    origin: str
-    machine: str
-    sensor: str
-    severity: str
-    t_start_ns: int
-    t_end_ns: int
-    detected_ns: int
-    score: float | None
-    threshold: float | None
-    detector: str
-    reason: str
-    features: dict[str, Any]
-    raw_sensors: list[str]
-    has_raw: bool
-
-
-class SummaryOut(_Out):
-    id: int
-    node: str
-    seq: int
-    sensor: str
-    t0_ns: int
-    t1_ns: int
-    count: int
-    mean: float | None
-    std: float | None
-    min: float | None
-    max: float | None
 
 
 class CountsOut(_Out):
@@ -253,17 +222,6 @@ class StatsOut(_Out):
     nodes: dict[str, CountsOut]
     overall: CountsOut
     duplicate_summary_samples: int
-
-
-class DeadLetterOut(_Out):
-    id: int
-    node: str | None
-    seq: int | None
-    received_ns: int
-    reason: str
-    field: str
-    detail: str
-    payload_bytes: int
 
 
 class HealthOut(_Out):
