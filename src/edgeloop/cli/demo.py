@@ -42,6 +42,7 @@ def demo(
     from rich.table import Table
 
     from edgeloop.scenarios.factory_demo import DemoOptions, run_demo
+    from edgeloop.scenarios.report import REPORT_KEYS
 
     part: tuple[float, float] | None = None
     if partition != "none":
@@ -69,27 +70,15 @@ def demo(
     table = Table(title="edgeloop demo: summary")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for key in (
-        "samples_ingested",
-        "samples_accounted",
-        "lost",
-        "duplicates",
-        "faults_injected",
-        "faults_detected",
-        "recall",
-        "precision",
-        "bytes_naive",
-        "bytes_uplinked",
-        "reduction",
-        "action_latency_ms_p50",
-        "action_latency_ms_p99",
-        "partitions",
-        "gateway_rss_mb_max",
+    shown = (
+        *REPORT_KEYS,
+        "gateway_private_mb_max",
         "hub_duplicates_skipped",
         "samples_corrupted_by_chaos",
         "samples_rejected_total",
         "events_stored",
-    ):
+    )
+    for key in shown:
         v = result.get(key)
         table.add_row(key, f"{v:,}" if isinstance(v, int) else str(v))
     console.print(table)
