@@ -26,7 +26,10 @@ LOW_FN = CostProfile("reward_low_FN_rate", 1.0, 0.11, 2.0)
 @pytest.fixture(scope="module")
 def corpus() -> NabCorpus:
     if not DATA.is_dir():
-        pytest.skip(f"benchmark data not found at {DATA}")
+        pytest.fail(
+            f"benchmark data not found at {DATA}: the tests read ../shared/data beside "
+            "the project (see ../shared/data/README.md); it is never copied in"
+        )
     return nab.load_corpus(DATA / "data", DATA / "labels" / "combined_windows.json")
 
 

@@ -17,7 +17,10 @@ DATA = Path(__file__).parents[2].parent / "shared" / "data" / "skab" / "data"
 @pytest.fixture(scope="module")
 def files() -> list[SkabFile]:
     if not DATA.is_dir():
-        pytest.skip(f"benchmark data not found at {DATA}")
+        pytest.fail(
+            f"benchmark data not found at {DATA}: the tests read ../shared/data beside "
+            "the project (see ../shared/data/README.md); it is never copied in"
+        )
     return skab.load_skab(DATA)
 
 
