@@ -10,12 +10,14 @@ compute time of one frame.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from edgeloop.errors import ConfigError
 from edgeloop.node.actions import ActionRegistry
 from edgeloop.node.config import NodeConfig
 from edgeloop.node.context import PendingEvent, RecentFrames
@@ -103,8 +105,6 @@ class NodeCore:
         ]
         missing = sorted({a for r in rules for a in r.actions} - set(self.actions.names()))
         if missing:
-            from edgeloop.errors import ConfigError
-
             raise ConfigError(
                 f"decide.rules: unknown action(s) {missing}; registered: {self.actions.names()}"
             )
@@ -128,7 +128,8 @@ class NodeCore:
         self._next_summary_ns: int | None = None
         self._data_time_ns = 0
         self.counters = NodeCounters()
-        self.decisions: list[Decision] = []
+        # The latest decisions, for inspection; bounded so a long-running node stays flat.
+        self.decisions: deque[Decision] = deque(maxlen=1000)
 
     # -- processing ---------------------------------------------------------------
     def process(self, frame: Frame, now_ns: int, arrival_ns: int) -> list[NewEntry]:
@@ -232,10 +233,13 @@ class NodeCore:
     def _due_events(self, data_time_ns: int | None, now_ns: int) -> list[NewEntry]:
         if not self._pending:
             return []
-        ready = [p for p in self._pending if data_time_ns is None or p.due_ns <= data_time_ns]
+        ready: list[PendingEvent] = []
+        waiting: list[PendingEvent] = []
+        for p in self._pending:
+            (ready if data_time_ns is None or p.due_ns <= data_time_ns else waiting).append(p)
         if not ready:
             return []
-        self._pending = [p for p in self._pending if p not in ready]
+        self._pending = waiting
         pre = int(self.config.decide.context_pre_s * 1e9)
         events: list[Event] = []
         for p in ready:
