@@ -171,3 +171,56 @@ def test_anonymised_node_sends_hashed_names_and_acts_on_real_ones(
     sensors = {s.sensor for s in store.summaries(limit=100)}
     assert sensors and all(name.startswith("h:") for name in sensors)
     assert store.totals()["overall"]["samples"] == core.counters.samples_accepted
+
+
+def test_replaced_outbox_numbers_from_one_again_and_loses_nothing() -> None:
+    # A gateway's outbox is replaced mid-run (new disk, re-flash): the new outbox numbers
+    # from 1 again under a new epoch, and the hub stores those entries as new data.
+    _, sim, core = make()
+    store = HubStore("sqlite://")
+    store.create_all()
+    box1 = MemoryOutbox()
+    rt1 = NodeRuntime(
+        core, box1, InProcTransport(IngestService(store).handle), clock=lambda: sim.now_ns
+    )
+
+    async def first() -> bool:
+        await run(rt1, sim, 12.0)
+        await rt1.flush()
+        ok = await rt1.drain(20.0)
+        await rt1.stop()
+        return ok
+
+    assert asyncio.run(first())
+    first_samples = core.counters.samples_accepted
+    assert store.totals()["overall"]["samples"] == first_samples > 0
+    used = box1.stats().next_seq - 1
+    assert used > 1
+
+    box2 = MemoryOutbox()  # brand new: seqs from 1, another epoch
+    assert box2.stats().epoch != box1.stats().epoch
+    rt2 = NodeRuntime(
+        core, box2, InProcTransport(IngestService(store).handle), clock=lambda: sim.now_ns
+    )
+
+    async def second() -> bool:
+        await run(rt2, sim, 12.0)
+        await rt2.flush()
+        ok = await rt2.drain(20.0)
+        await rt2.stop()
+        return ok
+
+    assert asyncio.run(second())
+    assert box2.stats().next_seq - 1 >= 2  # the second run reused seqs 1.. of the first
+    assert core.counters.samples_accepted > first_samples
+    totals = store.totals()["overall"]
+    assert totals["samples"] == core.counters.samples_accepted
+    assert totals["duplicates"] == 0
+    assert store.duplicate_summary_samples() == 0
+    node = store.node("gw1")
+    assert node is not None
+    assert (node.epoch, node.unknown_upto_seq) == (box2.stats().epoch, 0)
+    assert [(i.epoch, i.watermark) for i in store.incarnations("gw1")] == [
+        (box1.stats().epoch, box1.stats().acked_upto),
+        (box2.stats().epoch, box2.stats().acked_upto),
+    ]

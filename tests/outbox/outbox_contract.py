@@ -67,6 +67,23 @@ class OutboxContract:
         assert store.append([entry(RAW, 3)]) == range(4, 5)
         assert held(store) == [4]
 
+    # -- epoch -----------------------------------------------------------------------
+    def test_epoch_is_a_positive_int64(self, store: OutboxStore) -> None:
+        epoch = store.stats().epoch
+        assert isinstance(epoch, int)
+        assert 0 < epoch < 2**63
+
+    def test_epoch_is_stable_for_the_life_of_the_store(self, store: OutboxStore) -> None:
+        epoch = store.stats().epoch
+        store.append([entry(RAW, 3)] * 3)
+        store.ack(2)
+        assert store.stats().epoch == epoch
+        store.close()
+        assert store.stats().epoch == epoch
+
+    def test_two_fresh_stores_have_different_epochs(self, factory: Factory) -> None:
+        assert factory().stats().epoch != factory().stats().epoch
+
     # -- claim -----------------------------------------------------------------------
     def test_claim_returns_what_was_appended_in_seq_order(self, store: OutboxStore) -> None:
         new = [entry(ALARM, 5, 1, "a"), entry(RAW, 7, 70, "b"), entry(EVENT, 2, 0, "c")]

@@ -92,6 +92,48 @@ def test_smaller_budget_on_reopen_evicts_and_counts(path: Path) -> None:
     box.close()
 
 
+def test_reopened_file_keeps_its_epoch_and_a_new_file_gets_a_new_one(
+    path: Path, tmp_path: Path
+) -> None:
+    box = SqliteOutbox(path)
+    epoch = box.stats().epoch
+    box.append([entry(RAW, 3)])
+    box = reopen(box)
+    assert box.stats().epoch == epoch
+    box = reopen(box, budget_bytes=1)
+    assert box.stats().epoch == epoch
+    box.close()
+    path.unlink()  # a wiped disk: the same path, a new store
+    fresh = SqliteOutbox(path)
+    assert fresh.stats().epoch not in (0, epoch)
+    assert fresh.stats().next_seq == 1
+    fresh.close()
+
+
+def test_version_1_file_is_upgraded_with_an_epoch_once(path: Path) -> None:
+    box = SqliteOutbox(path)
+    box.append([entry(RAW, 3), entry(EVENT, 4)])
+    box.ack(1)
+    box.close()
+    conn = sqlite3.connect(path)  # make it look like a file written before epochs
+    conn.execute("ALTER TABLE meta DROP COLUMN epoch")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    box = SqliteOutbox(path)
+    epoch = box.stats().epoch
+    assert epoch > 0
+    assert (box.stats().next_seq, box.stats().acked_upto, held(box)) == (3, 1, [2])
+    box = reopen(box)
+    assert box.stats().epoch == epoch
+    box.close()
+    other = sqlite3.connect(path)
+    try:
+        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    finally:
+        other.close()
+
+
 # -- the file --------------------------------------------------------------------------
 @pytest.mark.parametrize(("sync", "level"), [("NORMAL", 1), ("full", 2), ("EXTRA", 3)])
 def test_file_is_wal_with_the_chosen_synchronous(path: Path, sync: str, level: int) -> None:

@@ -176,6 +176,7 @@ def batches(draw: st.DrawFn) -> Batch:
         entries=entries,
         status=draw(st.dictionaries(text, json_like, max_size=4)),
         sent_ns=draw(I64),
+        epoch=draw(st.integers(0, 2**63 - 1)),
     )
 
 

@@ -159,6 +159,34 @@ def test_ack_round_trip(ack: Ack) -> None:
     assert codec.decode_ack(codec.encode_ack(ack)) == ack
 
 
+def test_batch_epoch_round_trips_and_defaults_to_zero_when_absent() -> None:
+    b = Batch("n1", 3, (Entry(4, Priority.RAW, "raw", b"x"),), epoch=2**63 - 1)
+    assert codec.decode_batch(codec.encode_batch(b)).epoch == 2**63 - 1
+    legacy = repack(codec.encode_batch(b), lambda e: e.pop("epoch"))
+    out = codec.decode_batch(legacy)
+    assert out.epoch == 0
+    assert out == Batch("n1", 3, b.entries)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (-1, RejectReason.MALFORMED),
+        ("7", RejectReason.WRONG_TYPE),
+        (True, RejectReason.WRONG_TYPE),
+        (1.0, RejectReason.WRONG_TYPE),
+        (None, RejectReason.WRONG_TYPE),
+        (2**64 - 1, RejectReason.WRONG_TYPE),
+    ],
+)
+def test_batch_epoch_is_validated(value: object, reason: RejectReason) -> None:
+    good = codec.encode_batch(Batch("gw1", 0, (), epoch=5))
+    with pytest.raises(CodecError) as info:
+        codec.decode_batch(repack(good, lambda e: e.update(epoch=value)))
+    assert info.value.field == "batch.epoch"
+    assert info.value.reason == reason
+
+
 def test_batch_status_accepts_numpy_scalars() -> None:
     b = Batch("n1", 0, (), status={"p50": np.float64(1.5), "rej": {"nan": np.int64(3)}})
     assert codec.decode_batch(codec.encode_batch(b)).status == {"p50": 1.5, "rej": {"nan": 3}}
@@ -557,7 +585,7 @@ def structured(draw: st.DrawFn) -> bytes:
     keys = [
         "names", "sensor", "ts", "value", "events", "t0_ns", "t1_ns", "count", "mean",
         "std", "min", "max", "node", "after_seq", "sent_ns", "status", "entries",
-        "upto_seq", "accepted", "duplicates", "rejected",
+        "upto_seq", "accepted", "duplicates", "rejected", "epoch",
     ]  # fmt: skip
     column = st.sampled_from(
         [codec._enc_u4(np.arange(3)), codec._enc_i8(np.arange(3)), b"", b"\x28\xb5\x2f\xfd"]

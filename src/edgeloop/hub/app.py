@@ -129,7 +129,13 @@ class IngestService:
             batch = codec.decode_batch(data)
             items = [_item(i, e) for i, e in enumerate(batch.entries)]
             report = self.store.ingest_report(
-                batch.node, batch.after_seq, items, batch.status, now_ns, sent_ns=batch.sent_ns
+                batch.node,
+                batch.after_seq,
+                items,
+                batch.status,
+                now_ns,
+                sent_ns=batch.sent_ns,
+                epoch=batch.epoch,
             )
         except TelemetryError as exc:
             # The batch as a whole is unusable: keep it for inspection, refuse it.

@@ -2,14 +2,18 @@
 
 ::
 
-    nodes ──< received ──< events        (node, seq) of every stored row points at
-                      ├──< summaries     the ledger row that admitted it
+    nodes ──< incarnations               one row per (node, outbox epoch): its watermark
+    nodes ──< received ──< events        (node, epoch, seq) of every stored row points
+                      ├──< summaries     at the ledger row that admitted it
                       └──< raw_frames
     dead_letters                         payloads that could not be stored, with why
 
-``received`` is the dedupe ledger: its primary key ``(node, seq)`` is what makes ingest
-idempotent, even between two concurrent requests (the second insert violates the key and
-the batch is retried as duplicates). Timestamps are ``BigInteger`` nanoseconds since the
+``received`` is the dedupe ledger: its primary key ``(node, epoch, seq)`` is what makes
+ingest idempotent, even between two concurrent requests (the second insert violates the
+key and the batch is retried as duplicates). ``epoch`` is the sending outbox's
+incarnation (``OutboxStats.epoch``, 0 for a sender predating epochs): a node whose
+outbox was replaced numbers from 1 again under a new epoch, and those entries are new,
+not duplicates. Timestamps are ``BigInteger`` nanoseconds since the
 Unix epoch; blobs are ``LargeBinary``; free-form maps are ``JSON``.
 
 The store (``edgeloop.hub.store``) talks to these tables through SQLAlchemy Core on
@@ -66,6 +70,10 @@ NAME = 256
 """Maximum length of a node, machine, sensor or detector name."""
 
 
+_LEDGER_KEY = ["node", "epoch", "seq"]
+_LEDGER_REF = ["received.node", "received.epoch", "received.seq"]
+
+
 class Base(DeclarativeBase):
     """Declarative base of the hub's tables; ``Base.metadata`` creates them all."""
 
@@ -81,8 +89,11 @@ class Base(DeclarativeBase):
 class Node(Base):
     """One row per node that ever sent a batch.
 
-    ``watermark`` is the highest seq such that every entry of the node up to it is
-    committed here or was evicted by the node's outbox: the ``upto_seq`` of its acks.
+    ``epoch`` is the node's current outbox epoch: the one most recently seen for the
+    first time (a batch of an older epoch, a stale replay, does not change it).
+    ``watermark`` is the current epoch's watermark (see :class:`Incarnation`) and
+    ``unknown_upto_seq`` its gap: entries ``1..unknown_upto_seq`` of the current epoch
+    never reached this hub and their fate is unknown (0: no gap).
     ``status`` holds the node's latest *cumulative* counters; it is replaced, never
     added to, so redelivered batches cannot double-count. ``status_ns`` is the sender
     clock of the status held, so a reordered older batch does not overwrite a newer one.
@@ -100,10 +111,37 @@ class Node(Base):
     status_ns: Mapped[int] = mapped_column(BigInteger, default=0)
     batches: Mapped[int] = mapped_column(BigInteger, default=0)
     duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    unknown_upto_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Incarnation(Base):
+    """One row per (node, outbox epoch) ever seen: the watermark of that epoch.
+
+    ``watermark`` is the highest seq such that every entry of the node's epoch up to it
+    is committed here or was evicted by the node's outbox: the ``upto_seq`` of the acks
+    of that epoch. A new epoch starts at 0. When the first batch of an epoch the hub
+    never saw has ``after_seq > 0`` (the hub lost its database, or the node moved
+    here), the hub cannot know what became of entries ``1..after_seq``: it accepts the
+    batch, starts the watermark at ``after_seq`` instead of stalling the node, and
+    records ``unknown_upto_seq = after_seq``, so the gap is visible, never silent.
+    """
+
+    __tablename__ = "incarnations"
+    __table_args__ = (ForeignKeyConstraint(["node"], ["nodes.id"]),)
+
+    node: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    watermark: Mapped[int] = mapped_column(BigInteger, default=0)
+    unknown_upto_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_seen_ns: Mapped[int] = mapped_column(BigInteger)
+    last_seen_ns: Mapped[int] = mapped_column(BigInteger)
+    batches: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Received(Base):
-    """The dedupe ledger: one row per (node, seq) ever admitted, rejected ones included.
+    """The dedupe ledger: one row per (node, epoch, seq) ever admitted, rejected ones
+    included.
 
     A rejected entry (its payload could not be decoded or validated) is recorded too, so
     the watermark can pass it and the node stops resending a poison entry; its payload
@@ -114,6 +152,7 @@ class Received(Base):
     __table_args__ = (ForeignKeyConstraint(["node"], ["nodes.id"]),)
 
     node: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     kind: Mapped[str] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer)
@@ -133,7 +172,7 @@ class EventRow(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        ForeignKeyConstraint(["node", "seq"], ["received.node", "received.seq"]),
+        ForeignKeyConstraint(_LEDGER_KEY, _LEDGER_REF),
         Index("ix_events_node_t", "node", "t_start_ns"),
         Index("ix_events_machine_t", "machine", "t_start_ns"),
         Index("ix_events_t", "t_start_ns"),
@@ -156,6 +195,7 @@ class EventRow(Base):
     features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     raw_sensors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class SummaryRow(Base):
@@ -167,7 +207,7 @@ class SummaryRow(Base):
 
     __tablename__ = "summaries"
     __table_args__ = (
-        ForeignKeyConstraint(["node", "seq"], ["received.node", "received.seq"]),
+        ForeignKeyConstraint(_LEDGER_KEY, _LEDGER_REF),
         # Serves the sensor filter and the duplicate check on (node, sensor, t0_ns).
         Index("ix_summaries_sensor_t", "sensor", "t0_ns"),
         Index("ix_summaries_node_sensor_t", "node", "sensor", "t0_ns"),
@@ -185,15 +225,17 @@ class SummaryRow(Base):
     std: Mapped[float | None] = mapped_column(Float)
     min: Mapped[float | None] = mapped_column(Float)
     max: Mapped[float | None] = mapped_column(Float)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class RawFrameRow(Base):
     """Raw samples forwarded as they are (kind ``"frame"``): the encoded frame blob."""
 
     __tablename__ = "raw_frames"
-    __table_args__ = (ForeignKeyConstraint(["node", "seq"], ["received.node", "received.seq"]),)
+    __table_args__ = (ForeignKeyConstraint(_LEDGER_KEY, _LEDGER_REF),)
 
     node: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     sensors: Mapped[list[str]] = mapped_column(JSON, default=list)
     n: Mapped[int] = mapped_column(BigInteger)
@@ -231,6 +273,7 @@ def _table(model: type[Base]) -> Table:
 
 
 nodes = _table(Node)
+incarnations = _table(Incarnation)
 received = _table(Received)
 events = _table(EventRow)
 summaries = _table(SummaryRow)
@@ -262,7 +305,19 @@ class Rows(NamedTuple):
         return cls(keys, [tuple(d[k] for k in keys) for d in dicts])
 
 
-SUMMARY_KEYS = ("node", "seq", "sensor", "t0_ns", "t1_ns", "count", "mean", "std", "min", "max")
+SUMMARY_KEYS = (
+    "node",
+    "seq",
+    "sensor",
+    "t0_ns",
+    "t1_ns",
+    "count",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "epoch",
+)
 
 
 def rows_for(
@@ -272,12 +327,15 @@ def rows_for(
     decoded: object,
     payload: bytes,
     encode_frame: FrameEncoder,
+    *,
+    epoch: int = 0,
 ) -> dict[str, Rows]:
     """The rows one decoded entry adds, by table name.
 
     Args:
         node: the sending node (ledger key).
         seq: the entry's sequence number.
+        epoch: the sending outbox's epoch (ledger key with ``node`` and ``seq``).
         kind: ``"summaries"``, ``"events"`` or ``"frame"``.
         decoded: the decoded payload for that kind (see :data:`Decoded`).
         payload: the encoded payload; becomes the blob of a ``"frame"`` entry (if empty,
@@ -292,11 +350,11 @@ def rows_for(
     if kind == KIND_SUMMARIES:
         if not isinstance(decoded, SummaryBatch):
             raise _wrong_type("summaries", decoded, "SummaryBatch")
-        return {"summaries": summary_rows(node, seq, decoded)}
+        return {"summaries": summary_rows(node, seq, decoded, epoch)}
     if kind == KIND_EVENTS:
         if not isinstance(decoded, list | tuple):
             raise _wrong_type("events", decoded, "list of Event")
-        return {"events": event_rows(node, seq, decoded, encode_frame)}
+        return {"events": event_rows(node, seq, decoded, encode_frame, epoch)}
     if kind == KIND_FRAME:
         if not (isinstance(decoded, tuple) and len(decoded) == 2):
             raise _wrong_type("frame", decoded, "(Frame, sensor names)")
@@ -306,14 +364,14 @@ def rows_for(
         names = tuple(_name(n, f"frame.sensor_names[{i}]") for i, n in enumerate(names))
         _check_indices(frame.sensor, len(names), "frame.sensor")
         blob = payload or encode_frame(frame, names)
-        keys = ("node", "seq", "sensors", "n", "blob")
-        return {"raw_frames": Rows(keys, [(node, seq, list(names), len(frame), blob)])}
+        keys = ("node", "epoch", "seq", "sensors", "n", "blob")
+        return {"raw_frames": Rows(keys, [(node, epoch, seq, list(names), len(frame), blob)])}
     raise TelemetryError(
         "kind", RejectReason.MALFORMED, f"unknown entry kind {kind!r}; expected one of {KINDS}"
     )
 
 
-def summary_rows(node: str, seq: int, batch: SummaryBatch) -> Rows:
+def summary_rows(node: str, seq: int, batch: SummaryBatch, epoch: int = 0) -> Rows:
     """Rows of ``summaries`` for a batch (columns :data:`SUMMARY_KEYS`): columns are
     validated and converted whole, with numpy; only the final zip is per row."""
     n = len(batch)
@@ -345,11 +403,17 @@ def summary_rows(node: str, seq: int, batch: SummaryBatch) -> Rows:
         _floats(batch.min),
         _floats(batch.max),
     )
-    values = list(zip(repeat(node, n), repeat(seq, n), *cols, strict=True))
+    values = list(zip(repeat(node, n), repeat(seq, n), *cols, repeat(epoch, n), strict=True))
     return Rows(SUMMARY_KEYS, values, native=True)
 
 
-def event_rows(node: str, seq: int, events: Sequence[object], encode_frame: FrameEncoder) -> Rows:
+def event_rows(
+    node: str,
+    seq: int,
+    events: Sequence[object],
+    encode_frame: FrameEncoder,
+    epoch: int = 0,
+) -> Rows:
     """Rows of ``events``; raw context is re-encoded as one frame blob per event."""
     rows: list[dict[str, Any]] = []
     for i, ev in enumerate(events):
@@ -367,6 +431,7 @@ def event_rows(node: str, seq: int, events: Sequence[object], encode_frame: Fram
             {
                 "node": node,
                 "seq": seq,
+                "epoch": epoch,
                 "origin": _name(ev.node, f"{where}.node"),
                 "machine": _name(ev.machine, f"{where}.machine"),
                 "sensor": _name(ev.sensor, f"{where}.sensor"),
@@ -477,6 +542,7 @@ __all__ = [
     "Decoded",
     "EventRow",
     "FrameEncoder",
+    "Incarnation",
     "Node",
     "RawFrameRow",
     "Received",
@@ -485,6 +551,7 @@ __all__ = [
     "dead_letters",
     "event_rows",
     "events",
+    "incarnations",
     "int64",
     "json_safe",
     "metadata",

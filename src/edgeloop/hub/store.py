@@ -1,12 +1,16 @@
-"""The hub's store: idempotent ingest on (node, seq), then queries. SQLite or PostgreSQL.
+"""The hub's store: idempotent ingest on (node, epoch, seq), then queries. SQLite or
+PostgreSQL.
 
 The store ingests items that are already decoded (:class:`IngestItem`); it never parses
 wire bytes, so it is usable and testable without the codec. ``ingest`` is one
 transaction, and its :class:`~edgeloop.transport.base.Ack` is built only after the
 commit returned: an ack always means "durably stored here".
 
-Idempotence: the ``received`` ledger's primary key ``(node, seq)`` admits an entry
-once. Entries already in the ledger are skipped and counted as duplicates. Two requests
+Idempotence: the ``received`` ledger's primary key ``(node, epoch, seq)`` admits an
+entry once. Entries already in the ledger are skipped and counted as duplicates. The
+epoch is the sending outbox's incarnation: a node whose outbox was wiped or replaced
+numbers from 1 again under a new epoch, and the hub keeps a watermark per (node, epoch)
+(``schema.Incarnation``), so those entries are new, not duplicates. Two requests
 carrying the same entries at the same time cannot both insert them: on SQLite the write
 transaction starts with ``BEGIN IMMEDIATE`` (writers serialize, the second one sees the
 first one's rows); on PostgreSQL the node row is locked ``FOR UPDATE`` and a racing
@@ -83,6 +87,7 @@ __all__ = [
     "KIND_FRAME",
     "KIND_SUMMARIES",
     "HubStore",
+    "IncarnationInfo",
     "IngestItem",
     "IngestReport",
     "NodeInfo",
@@ -142,6 +147,21 @@ class NodeInfo:
     batches: int
     duplicates: int
     status: dict[str, Any]
+    epoch: int = 0
+    unknown_upto_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IncarnationInfo:
+    """One (node, outbox epoch) as the hub knows it (see ``schema.Incarnation``)."""
+
+    node: str
+    epoch: int
+    watermark: int
+    unknown_upto_seq: int
+    first_seen_ns: int
+    last_seen_ns: int
+    batches: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +185,7 @@ class StoredEvent:
     features: dict[str, Any]
     raw_sensors: list[str]
     has_raw: bool
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +203,7 @@ class StoredSummary:
     std: float | None
     min: float | None
     max: float | None
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,12 +315,15 @@ class HubStore:
         now_ns: int,
         *,
         sent_ns: int = 0,
+        epoch: int = 0,
     ) -> Ack:
         """Store one batch of a node and acknowledge it after commit.
 
         The same as :meth:`ingest_report` (see there for the semantics), ack only.
         """
-        return self.ingest_report(node, after_seq, items, status, now_ns, sent_ns=sent_ns).ack
+        return self.ingest_report(
+            node, after_seq, items, status, now_ns, sent_ns=sent_ns, epoch=epoch
+        ).ack
 
     def ingest_report(
         self,
@@ -309,6 +334,7 @@ class HubStore:
         now_ns: int,
         *,
         sent_ns: int = 0,
+        epoch: int = 0,
     ) -> IngestReport:
         """Store one batch of a node in one transaction and acknowledge it after commit.
 
@@ -321,13 +347,21 @@ class HubStore:
                 added), unless a status with a newer ``sent_ns`` is already stored.
             now_ns: hub clock, recorded as ``received_ns`` / ``last_seen_ns``.
             sent_ns: sender clock of ``status`` (orders statuses of reordered batches).
+            epoch: the sending outbox's epoch (``Batch.epoch``; 0: unknown). Ledger,
+                dedupe and watermark are per (node, epoch). The first batch of an epoch
+                never seen before makes it the node's current epoch; a batch of an older
+                epoch (a stale replay) is deduplicated against that epoch's ledger and
+                moves only that epoch's watermark.
 
         Returns:
             an :class:`IngestReport`: the ack and the reasons of its rejects. The ack is
-            ``Ack(node, upto_seq=watermark, accepted, duplicates, rejected)``: the
-            watermark advances to the batch's last seq when ``after_seq <= watermark``
-            (nothing before the batch is missing); otherwise it stays, because an earlier
-            batch has not arrived. ``accepted`` counts new stored entries, ``duplicates``
+            ``Ack(node, upto_seq=watermark, accepted, duplicates, rejected)`` with the
+            watermark of (node, epoch): it advances to the batch's last seq when
+            ``after_seq <= watermark`` (nothing before the batch is missing); otherwise
+            it stays, because an earlier batch has not arrived. The first batch of an
+            epoch the hub never saw starts the watermark at ``after_seq`` (the hub
+            cannot wait for entries acknowledged by a hub that forgot them) and records
+            the gap as ``unknown_upto_seq`` of the node and the epoch. ``accepted`` counts new stored entries, ``duplicates``
             entries already in the ledger (or repeated in the batch), ``rejected`` new
             entries whose payload went to ``dead_letters``.
 
@@ -341,6 +375,8 @@ class HubStore:
             raise TelemetryError("node", RejectReason.MALFORMED, f"node id {node!r:.300}")
         int64(after_seq, "after_seq")
         int64(sent_ns, "sent_ns")
+        if int64(epoch, "epoch") < 0:
+            raise TelemetryError("epoch", RejectReason.MALFORMED, f"negative epoch {epoch}")
         for i, item in enumerate(items):
             for name in ("seq", "samples", "size", "priority"):
                 if int64(getattr(item, name), f"entries[{i}].{name}") < (name == "seq"):
@@ -354,11 +390,15 @@ class HubStore:
         # a lookup, not a rebuild. The ledger only grows, so what is seen now is still
         # seen inside the transaction; if it is not (rows were purged meanwhile), the
         # transaction refuses with _Stale and the batch is prepared in full.
-        known = self._known(node, [item.seq for item in items])
+        known = self._known(node, epoch, [item.seq for item in items])
         for attempt in range(INTEGRITY_RETRIES):
-            prepared = [self._prepare(node, item, now_ns, item.seq in known) for item in items]
+            prepared = [
+                self._prepare(node, epoch, item, now_ns, item.seq in known) for item in items
+            ]
             try:
-                return self._ingest_once(node, after_seq, prepared, safe_status, now_ns, sent_ns)
+                return self._ingest_once(
+                    node, epoch, after_seq, prepared, safe_status, now_ns, sent_ns
+                )
             except IntegrityError:
                 # A concurrent request committed some of these keys (or this node's
                 # first row) between our lookup and our insert: retry; they are
@@ -370,11 +410,13 @@ class HubStore:
                 known = set()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _known(self, node: str, seqs: Sequence[int]) -> set[int]:
+    def _known(self, node: str, epoch: int, seqs: Sequence[int]) -> set[int]:
         with self._read() as conn:
-            return self._seen(conn, node, seqs)
+            return self._seen(conn, node, epoch, seqs)
 
-    def _prepare(self, node: str, item: IngestItem, now_ns: int, known: bool) -> _Prepared:
+    def _prepare(
+        self, node: str, epoch: int, item: IngestItem, now_ns: int, known: bool
+    ) -> _Prepared:
         """Build every row of ``item`` before the transaction (pure work, no lock held);
         nothing for a ``known`` (already stored) entry."""
         if known:
@@ -384,12 +426,19 @@ class HubStore:
         if error is None:
             try:
                 rows = rows_for(
-                    node, item.seq, item.kind, item.decoded, item.payload, self._encode_frame
+                    node,
+                    item.seq,
+                    item.kind,
+                    item.decoded,
+                    item.payload,
+                    self._encode_frame,
+                    epoch=epoch,
                 )
             except TelemetryError as exc:
                 error = exc
         ledger = {
             "node": node,
+            "epoch": epoch,
             "seq": item.seq,
             "kind": text(item.kind[:64]),
             "priority": int(item.priority),
@@ -406,7 +455,7 @@ class HubStore:
                 item.seq,
                 error.reason.value,
                 error.field,
-                f"entry seq {item.seq} kind {item.kind!r}: {error.detail}",
+                f"entry seq {item.seq} epoch {epoch} kind {item.kind!r}: {error.detail}",
                 item.payload,
                 now_ns,
             )
@@ -415,6 +464,7 @@ class HubStore:
     def _ingest_once(
         self,
         node: str,
+        epoch: int,
         after_seq: int,
         prepared: Sequence[_Prepared],
         status: dict[str, Any],
@@ -436,13 +486,33 @@ class HubStore:
                         status_ns=-1,
                         batches=0,
                         duplicates=0,
+                        epoch=epoch,
+                        unknown_upto_seq=0,
                     )
                 )
-                watermark, status_ns, last_seen = 0, -1, now_ns
+                current_epoch, status_ns, last_seen = epoch, -1, now_ns
             else:
-                watermark, status_ns, last_seen = row
+                current_epoch, status_ns, last_seen = row
 
-            seen = self._seen(conn, node, [p.seq for p in prepared])
+            # The node row is locked (or was just inserted): the incarnation rows of the
+            # node cannot change under us.
+            inc = conn.execute(_INCARNATION, {"node": node, "epoch": epoch}).one_or_none()
+            new_epoch = inc is None
+            unknown_upto = 0
+            if inc is None:
+                # An epoch never seen here: a new outbox (it numbers from 1 again) or a
+                # hub that forgot this one. Entries up to after_seq were acknowledged by
+                # a hub that is not this database; waiting for them would stall the node
+                # forever, so the watermark starts at after_seq and the gap is recorded.
+                watermark = unknown_upto = max(after_seq, 0)
+                inc_last_seen = now_ns
+            else:
+                watermark, inc_last_seen = inc
+            # The current epoch is the one most recently seen for the first time; a batch
+            # of an older epoch (a stale replay) only touches that epoch's watermark.
+            current = new_epoch or epoch == current_epoch
+
+            seen = self._seen(conn, node, epoch, [p.seq for p in prepared])
             fresh: list[_Prepared] = []
             for p in prepared:
                 if p.seq not in seen:
@@ -456,12 +526,38 @@ class HubStore:
 
             if prepared and after_seq <= watermark:
                 watermark = max(watermark, max(p.seq for p in prepared))
+            if new_epoch:
+                conn.execute(
+                    insert(t.incarnations).values(
+                        node=node,
+                        epoch=epoch,
+                        watermark=watermark,
+                        unknown_upto_seq=unknown_upto,
+                        first_seen_ns=now_ns,
+                        last_seen_ns=now_ns,
+                        batches=1,
+                    )
+                )
+            else:
+                inc_c = t.incarnations.c
+                conn.execute(
+                    update(t.incarnations)
+                    .where(inc_c.node == node, inc_c.epoch == epoch)
+                    .values(
+                        watermark=watermark,
+                        last_seen_ns=max(inc_last_seen, now_ns),
+                        batches=inc_c.batches + 1,
+                    )
+                )
             values: dict[str, Any] = {
                 "last_seen_ns": max(last_seen, now_ns),
-                "watermark": watermark,
                 "batches": t.nodes.c.batches + 1,
                 "duplicates": t.nodes.c.duplicates + duplicates,
             }
+            if current:
+                values["watermark"] = watermark
+            if new_epoch:
+                values.update(epoch=epoch, unknown_upto_seq=unknown_upto)
             if sent_ns >= status_ns:
                 values.update(status=status, status_ns=sent_ns)
                 for key in ("tier", "parent"):
@@ -479,12 +575,12 @@ class HubStore:
         return IngestReport(ack, Counter(p.dead["reason"] for p in fresh if p.dead is not None))
 
     @staticmethod
-    def _seen(conn: Connection, node: str, seqs: Sequence[int]) -> set[int]:
+    def _seen(conn: Connection, node: str, epoch: int, seqs: Sequence[int]) -> set[int]:
         found: set[int] = set()
         uniq = sorted(set(seqs))
         for i in range(0, len(uniq), _IN_CHUNK):
             chunk = uniq[i : i + _IN_CHUNK]
-            found.update(conn.scalars(_SEEN, {"node": node, "seqs": chunk}))
+            found.update(conn.scalars(_SEEN, {"node": node, "epoch": epoch, "seqs": chunk}))
         return found
 
     @staticmethod
@@ -562,6 +658,27 @@ class HubStore:
         with self._read() as conn:
             row = conn.execute(select(*_NODE_COLS).where(t.nodes.c.id == node_id)).first()
         return None if row is None else NodeInfo(*row)
+
+    def incarnations(self, node_id: str) -> list[IncarnationInfo]:
+        """Every outbox epoch of a node seen here, in the order first seen (empty if the
+        node is unknown). A non-zero ``unknown_upto_seq`` is a gap the hub cannot
+        account for (see ``schema.Incarnation``)."""
+        c = t.incarnations.c
+        q = (
+            select(
+                c.node,
+                c.epoch,
+                c.watermark,
+                c.unknown_upto_seq,
+                c.first_seen_ns,
+                c.last_seen_ns,
+                c.batches,
+            )
+            .where(c.node == node_id)
+            .order_by(c.first_seen_ns, c.epoch)
+        )
+        with self._read() as conn:
+            return [IncarnationInfo(*r) for r in conn.execute(q)]
 
     def events(
         self,
@@ -743,12 +860,17 @@ def _bulk_insert(conn: Connection, table_name: str, rows: Rows) -> None:
 # Built once: statements run per batch, and building one costs more than running it.
 _SEEN = select(t.received.c.seq).where(
     t.received.c.node == bindparam("node"),
+    t.received.c.epoch == bindparam("epoch"),
     t.received.c.seq.in_(bindparam("seqs", expanding=True)),
 )
 _NODE_FOR_UPDATE = (
-    select(t.nodes.c.watermark, t.nodes.c.status_ns, t.nodes.c.last_seen_ns)
+    select(t.nodes.c.epoch, t.nodes.c.status_ns, t.nodes.c.last_seen_ns)
     .where(t.nodes.c.id == bindparam("node"))
     .with_for_update()
+)
+_INCARNATION = select(t.incarnations.c.watermark, t.incarnations.c.last_seen_ns).where(
+    t.incarnations.c.node == bindparam("node"),
+    t.incarnations.c.epoch == bindparam("epoch"),
 )
 _INSERT_SQL: dict[tuple[str, tuple[str, ...], str], str | None] = {}
 
@@ -762,6 +884,8 @@ _NODE_COLS = (
     t.nodes.c.batches,
     t.nodes.c.duplicates,
     t.nodes.c.status,
+    t.nodes.c.epoch,
+    t.nodes.c.unknown_upto_seq,
 )
 
 

@@ -162,6 +162,7 @@ class NodeRuntime:
                 entries=tuple(entries),
                 status=self.status(stats.evicted.as_dict()),
                 sent_ns=self.clock(),
+                epoch=stats.epoch,
             )
             try:
                 await self.transport.send(batch)

@@ -19,10 +19,17 @@ implementation (see ``tests/outbox/outbox_contract.py``):
   first (raw < summary < event < alarm), oldest first within a class. Every eviction is
   counted in :class:`EvictionStats` (entries, bytes, samples, by class); nothing is
   dropped silently. Evicted sequence numbers simply never reach the receiver.
+* Every store has an ``epoch`` (:attr:`OutboxStats.epoch`): a random positive 63-bit
+  integer drawn when the store is first created (see :func:`new_epoch`). A durable
+  store keeps its epoch across restarts (reopening the same file); a new store — a
+  wiped or replaced file, a fresh in-memory outbox — gets a new epoch. Sequence numbers
+  are only unique within an epoch: a receiver keys its ledger on (node, epoch, seq), so
+  a node whose outbox starts again at seq 1 is not mistaken for a replay.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -105,15 +112,29 @@ class EvictionStats:
         }
 
 
+EPOCH_MAX = 2**63 - 1
+"""The largest epoch: epochs are positive and fit a signed 64-bit column."""
+
+
+def new_epoch() -> int:
+    """A fresh outbox epoch: uniformly random in ``1 .. 2**63 - 1``."""
+    return 1 + secrets.randbelow(EPOCH_MAX)
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
-    """A snapshot of an outbox: depth, bytes held, sequence bounds, evictions."""
+    """A snapshot of an outbox: depth, bytes held, sequence bounds, evictions, epoch.
+
+    ``epoch`` identifies this incarnation of the store: the same across restarts of
+    the same durable store, new for a new store (see the module docstring).
+    """
 
     depth: int
     bytes: int
     next_seq: int
     acked_upto: int
     evicted: EvictionStats
+    epoch: int
 
 
 @runtime_checkable

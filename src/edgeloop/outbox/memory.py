@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from edgeloop.errors import OutboxError
-from edgeloop.outbox.base import Entry, EvictionStats, NewEntry, OutboxStats
+from edgeloop.outbox.base import Entry, EvictionStats, NewEntry, OutboxStats, new_epoch
 from edgeloop.outbox.policy import (
     PRIORITY_INT,
     PRIORITY_OF,
@@ -34,7 +34,8 @@ class MemoryOutbox:
             Beyond it, entries are evicted lowest priority first, oldest first, and
             counted (see :mod:`edgeloop.outbox.policy`).
 
-    Nothing survives the process. After :meth:`close`, ``append``, ``claim`` and ``ack``
+    Nothing survives the process: every instance is a new store with a new epoch.
+    After :meth:`close`, ``append``, ``claim`` and ``ack``
     raise :class:`~edgeloop.errors.OutboxError`; ``stats`` still reports the last state.
     Safe to call from several threads (one lock).
 
@@ -57,6 +58,7 @@ class MemoryOutbox:
         self._evicted = EvictionStats()
         self._lock = threading.Lock()
         self._closed = False
+        self._epoch = new_epoch()
 
     @property
     def budget_bytes(self) -> int | None:
@@ -133,7 +135,7 @@ class MemoryOutbox:
             self._acked_upto = upto
 
     def stats(self) -> OutboxStats:
-        """Depth, bytes held, ``next_seq``, ``acked_upto`` and eviction counters."""
+        """Depth, bytes held, ``next_seq``, ``acked_upto``, eviction counters, epoch."""
         with self._lock:
             return OutboxStats(
                 depth=self._ledger.entries,
@@ -141,6 +143,7 @@ class MemoryOutbox:
                 next_seq=self._next_seq,
                 acked_upto=self._acked_upto,
                 evicted=copy_evictions(self._evicted),
+                epoch=self._epoch,
             )
 
     def close(self) -> None:

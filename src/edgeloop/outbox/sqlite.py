@@ -8,12 +8,14 @@ Layout (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
   measurable cost (CHECK expressions cost ~10 % of the insert rate), and only then is
   the entry explained in Python. STRICT still converts losslessly (an int ``kind``
   becomes text), and any bytes-like payload is stored as a BLOB;
-* ``meta`` — one row: ``next_seq``, ``acked_upto`` and the eviction counters by class
-  (``evicted_<class>_entries|bytes|samples``).
+* ``meta`` — one row: ``next_seq``, ``acked_upto``, the eviction counters by class
+  (``evicted_<class>_entries|bytes|samples``) and the store's ``epoch``, drawn once when
+  the file is created (a reopened file keeps it; a new file gets a new one). A version 1
+  file (no epoch yet) is upgraded on open and gets its epoch then.
 
 Every ``append`` (its inserts, its evictions and its counters) and every ``ack`` is ONE
 transaction, so after a crash the counters and the data always agree. Reopening resumes
-numbering at ``next_seq``, keeps ``acked_upto`` and the counters, and recomputes the
+numbering at ``next_seq``, keeps ``acked_upto``, the counters and the epoch, and recomputes the
 bytes held from the table.
 
 Durability is the ``synchronous`` setting:
@@ -40,7 +42,14 @@ import numpy as np
 import numpy.typing as npt
 
 from edgeloop.errors import ConfigError, OutboxError
-from edgeloop.outbox.base import Entry, EvictionStats, NewEntry, OutboxStats, Priority
+from edgeloop.outbox.base import (
+    Entry,
+    EvictionStats,
+    NewEntry,
+    OutboxStats,
+    Priority,
+    new_epoch,
+)
 from edgeloop.outbox.policy import (
     PRIORITY_INT,
     PRIORITY_OF,
@@ -55,7 +64,7 @@ from edgeloop.outbox.policy import (
     validate_entries,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
 
 _COUNTERS = tuple(
@@ -74,11 +83,18 @@ CREATE TABLE meta (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     next_seq INTEGER NOT NULL,
     acked_upto INTEGER NOT NULL,
-    {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _COUNTERS)}
+    {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _COUNTERS)},
+    epoch INTEGER NOT NULL DEFAULT 0
 );
-INSERT INTO meta (id, next_seq, acked_upto) VALUES (0, 1, 0);
+INSERT INTO meta (id, next_seq, acked_upto, epoch) VALUES (0, 1, 0, :epoch);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+# Version 1 files predate the epoch: they get one (drawn now) on their first open.
+_UPGRADE_1_TO_2 = (
+    "ALTER TABLE meta ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
+    "UPDATE meta SET epoch = :epoch WHERE id = 0",
+    "PRAGMA user_version = 2",
+)
 _INSERT = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)"
 _SET_NEXT = "UPDATE meta SET next_seq = ? WHERE id = 0"
 _SET_NEXT_AND_COUNTERS = (
@@ -171,7 +187,17 @@ class SqliteOutbox:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if not tables and version == 0:
-                conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+                epoch = new_epoch()
+                conn.execute("BEGIN IMMEDIATE")
+                for stmt in filter(str.strip, _SCHEMA.split(";")):
+                    conn.execute(stmt, {"epoch": epoch} if ":epoch" in stmt else {})
+                conn.execute("COMMIT")
+            elif version == 1 and {"entries", "meta"} <= tables:
+                epoch = new_epoch()
+                conn.execute("BEGIN IMMEDIATE")
+                for stmt in _UPGRADE_1_TO_2:
+                    conn.execute(stmt, {"epoch": epoch} if ":epoch" in stmt else {})
+                conn.execute("COMMIT")
             elif version != SCHEMA_VERSION or not {"entries", "meta"} <= tables:
                 raise OutboxError(
                     f"{path}: not an edgeloop outbox (user_version {version}, "
@@ -200,7 +226,7 @@ class SqliteOutbox:
         conn = self._live()
         try:
             meta = conn.execute(
-                f"SELECT next_seq, acked_upto, {', '.join(_COUNTERS)} FROM meta WHERE id = 0"
+                f"SELECT next_seq, acked_upto, epoch, {', '.join(_COUNTERS)} FROM meta WHERE id = 0"
             ).fetchone()
             depth, nbytes, lo, hi = conn.execute(
                 "SELECT count(*), coalesce(sum(length(payload)), 0), min(seq), max(seq) "
@@ -217,14 +243,16 @@ class SqliteOutbox:
             raise OutboxError(f"{self.path}: cannot read outbox: {_describe(exc)}") from exc
         if meta is None:
             raise OutboxError(f"{self.path}: corrupt outbox: the meta row is missing")
-        self._next_seq, self._acked_upto = int(meta[0]), int(meta[1])
+        self._next_seq, self._acked_upto, self._epoch = int(meta[0]), int(meta[1]), int(meta[2])
+        if self._epoch <= 0:
+            raise OutboxError(f"{self.path}: corrupt outbox: epoch {self._epoch} is not positive")
         if depth and (lo <= self._acked_upto or hi >= self._next_seq):
             raise OutboxError(
                 f"{self.path}: corrupt outbox: entries {lo}..{hi} lie outside "
                 f"acked_upto={self._acked_upto} < seq < next_seq={self._next_seq}"
             )
         self._evicted = EvictionStats()
-        counters = iter(meta[2:])
+        counters = iter(meta[3:])
         for p in Priority:
             n, b, smp = next(counters), next(counters), next(counters)
             self._evicted.add(p, int(b), int(smp), int(n))
@@ -345,7 +373,7 @@ class SqliteOutbox:
             self._acked_upto = upto
 
     def stats(self) -> OutboxStats:
-        """Depth, bytes held, ``next_seq``, ``acked_upto`` and eviction counters.
+        """Depth, bytes held, ``next_seq``, ``acked_upto``, eviction counters, epoch.
 
         Served from memory (kept equal to the file); still works after :meth:`close`.
         """
@@ -356,6 +384,7 @@ class SqliteOutbox:
                 next_seq=self._next_seq,
                 acked_upto=self._acked_upto,
                 evicted=copy_evictions(self._evicted),
+                epoch=self._epoch,
             )
 
     def close(self) -> None:

@@ -22,7 +22,8 @@ Kinds and their maps (v1; unknown keys are ignored so fields can be added later)
                          features: {str: float}, raw: block | nil, raw_sensors: [str]}]
     summaries  names: [str], sensor, t0_ns, t1_ns, count, mean, std, min, max (columns)
     batch      node, after_seq, sent_ns, status: {str: any},
-               entries: [[seq, priority, kind, payload: bin, samples, created_ns]]
+               entries: [[seq, priority, kind, payload: bin, samples, created_ns]],
+               epoch (optional int >= 0; absent means 0, an unknown epoch)
     ack        node, upto_seq, accepted, duplicates, rejected
 
     block = {sensor: bin, ts: bin, value: bin}   (an event's raw samples)
@@ -564,6 +565,7 @@ def encode_batch(batch: Batch) -> bytes:
             "sent_ns": int(batch.sent_ns),
             "status": batch.status,
             "entries": entries,
+            "epoch": int(batch.epoch),
         },
     )
 
@@ -597,6 +599,9 @@ def decode_batch(data: bytes) -> Batch:
     node = _str(env, "node", "batch")
     after = _int(env, "after_seq", "batch")
     sent = _int(env, "sent_ns", "batch")
+    epoch = _int(env, "epoch", "batch") if "epoch" in env else 0
+    if epoch < 0:
+        _fail("batch.epoch", RejectReason.MALFORMED, f"negative epoch {epoch}")
     status = _map(_get(env, "status", "batch"), "batch.status")
     for key in status:
         if not isinstance(key, str):
@@ -612,7 +617,14 @@ def decode_batch(data: bytes) -> Batch:
                 f"seq {e.seq} not above {prev} (entries ascend after after_seq={after})",
             )
         prev = e.seq
-    return Batch(node=node, after_seq=after, entries=tuple(entries), status=status, sent_ns=sent)
+    return Batch(
+        node=node,
+        after_seq=after,
+        entries=tuple(entries),
+        status=status,
+        sent_ns=sent,
+        epoch=epoch,
+    )
 
 
 def encode_ack(ack: Ack) -> bytes:

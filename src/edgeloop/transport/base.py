@@ -28,6 +28,10 @@ class Batch:
         status: the node's cumulative counters (evictions, rejects, ...) at send time;
             cumulative so that a redelivered or reordered batch never double-counts.
         sent_ns: sender clock.
+        epoch: the sending outbox's epoch (``OutboxStats.epoch``). Sequence numbers are
+            unique per (node, epoch): a node whose outbox was replaced numbers from 1
+            again under a new epoch, and the receiver keeps a ledger and a watermark per
+            (node, epoch). ``0`` means unknown (a sender predating epochs).
     """
 
     node: str
@@ -35,6 +39,7 @@ class Batch:
     entries: tuple[Entry, ...]
     status: dict[str, Any] = field(default_factory=dict)
     sent_ns: int = 0
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
