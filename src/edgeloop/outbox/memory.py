@@ -21,8 +21,8 @@ from edgeloop.outbox.policy import (
     add_evictions,
     check_max_bytes,
     claim_start,
-    copy_evictions,
     incoming_from_entries,
+    snapshot,
 )
 
 
@@ -137,13 +137,8 @@ class MemoryOutbox:
     def stats(self) -> OutboxStats:
         """Depth, bytes held, ``next_seq``, ``acked_upto``, eviction counters, epoch."""
         with self._lock:
-            return OutboxStats(
-                depth=self._ledger.entries,
-                bytes=self._ledger.bytes,
-                next_seq=self._next_seq,
-                acked_upto=self._acked_upto,
-                evicted=copy_evictions(self._evicted),
-                epoch=self._epoch,
+            return snapshot(
+                self._ledger, self._next_seq, self._acked_upto, self._evicted, self._epoch
             )
 
     def close(self) -> None:

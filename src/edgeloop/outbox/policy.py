@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgeloop.errors import ConfigError, OutboxError
-from edgeloop.outbox.base import EvictionStats, NewEntry, Priority
+from edgeloop.outbox.base import EvictionStats, NewEntry, OutboxStats, Priority
 
 I64 = npt.NDArray[np.int64]
 
@@ -498,3 +498,17 @@ def add_evictions(total: EvictionStats, delta: EvictionStats) -> EvictionStats:
 def copy_evictions(stats: EvictionStats) -> EvictionStats:
     """An independent copy of ``stats`` (what ``OutboxStore.stats()`` hands out)."""
     return EvictionStats(dict(stats.entries), dict(stats.bytes), dict(stats.samples))
+
+
+def snapshot(
+    ledger: EvictionLedger, next_seq: int, acked_upto: int, evicted: EvictionStats, epoch: int
+) -> OutboxStats:
+    """The :class:`OutboxStats` both stores hand out (counters copied, not shared)."""
+    return OutboxStats(
+        depth=ledger.entries,
+        bytes=ledger.bytes,
+        next_seq=next_seq,
+        acked_upto=acked_upto,
+        evicted=copy_evictions(evicted),
+        epoch=epoch,
+    )

@@ -60,7 +60,7 @@ from edgeloop.outbox.policy import (
     add_evictions,
     check_max_bytes,
     claim_start,
-    copy_evictions,
+    snapshot,
     validate_entries,
 )
 
@@ -378,13 +378,8 @@ class SqliteOutbox:
         Served from memory (kept equal to the file); still works after :meth:`close`.
         """
         with self._lock:
-            return OutboxStats(
-                depth=self._ledger.entries,
-                bytes=self._ledger.bytes,
-                next_seq=self._next_seq,
-                acked_upto=self._acked_upto,
-                evicted=copy_evictions(self._evicted),
-                epoch=self._epoch,
+            return snapshot(
+                self._ledger, self._next_seq, self._acked_upto, self._evicted, self._epoch
             )
 
     def close(self) -> None:
