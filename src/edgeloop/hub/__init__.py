@@ -7,8 +7,9 @@ front of it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from edgeloop._lazy import lazy_exports
 from edgeloop.hub.store import (
     HubStore,
     IngestItem,
@@ -33,13 +34,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("IngestService", "create_app"):
-        from edgeloop.hub import app
-
-        return getattr(app, name)
-    raise AttributeError(f"module 'edgeloop.hub' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(
+    "edgeloop.hub", {"IngestService": "app", "create_app": "app"}, globals()
+)

@@ -10,8 +10,9 @@ does not pull in scikit-learn, skl2onnx and onnx until they are used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeloop._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from edgeloop.learn.export import to_onnx
@@ -19,22 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["THRESHOLD", "TrainedModel", "fit_model", "to_onnx"]
 
-_HOME = {
-    "THRESHOLD": "edgeloop.learn.train",
-    "TrainedModel": "edgeloop.learn.train",
-    "fit_model": "edgeloop.learn.train",
-    "to_onnx": "edgeloop.learn.export",
-}
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'edgeloop.learn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(
+    "edgeloop.learn",
+    {"THRESHOLD": "train", "TrainedModel": "train", "fit_model": "train", "to_onnx": "export"},
+    globals(),
+)

@@ -15,8 +15,9 @@ detectors, detectors use the pipeline's value types).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeloop._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from edgeloop.pipeline.aggregate import SummaryAggregator
@@ -91,14 +92,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edgeloop.pipeline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"edgeloop.pipeline.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("edgeloop.pipeline", _WHERE, globals())

@@ -16,8 +16,9 @@ packages (which themselves import telemetry types).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeloop._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from edgeloop.telemetry import codec
@@ -70,16 +71,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "codec":
-        return importlib.import_module("edgeloop.telemetry.codec")
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edgeloop.telemetry' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"edgeloop.telemetry.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("edgeloop.telemetry", {**_WHERE, "codec": "codec"}, globals())
