@@ -148,7 +148,7 @@ class NodeCore:
         c.samples_accepted += len(valid)
         # Detect and act first, group by group: local actions wait neither for the other
         # groups' detectors nor for the bookkeeping below.
-        prepared, _, _ = self.pipeline.prepare(valid, now_ns)
+        prepared, _, _ = self.pipeline.prepare(valid, now_ns, validated=True)
         self.decider.observe(valid, now_ns)
         decisions: list[Decision] = []
         n_windows = 0

@@ -263,11 +263,20 @@ class Pipeline:
             filtered=filtered,
         )
 
-    def prepare(self, frame: Frame, now_ns: int) -> tuple[Frame, dict[RejectReason, int], int]:
-        """Validate, sort and filter ``frame``: returns (frame, rejected, filtered)."""
+    def prepare(
+        self, frame: Frame, now_ns: int, *, validated: bool = False
+    ) -> tuple[Frame, dict[RejectReason, int], int]:
+        """Validate, sort and filter ``frame``: returns (frame, rejected, filtered).
+
+        ``validated=True`` skips the check for non-finite values and unknown sensors,
+        for callers that have already run the stricter
+        :class:`~edgeloop.telemetry.validate.FrameValidator` (the node does).
+        """
         self._sync_catalog()
         self.samples_in += len(frame)
-        frame, rejected = self._validate(frame)
+        rejected: dict[RejectReason, int] = {}
+        if not validated:
+            frame, rejected = self._validate(frame)
         frame = ensure_sorted(frame)
         n_valid = len(frame)
         for f in self.filters:
