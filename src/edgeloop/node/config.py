@@ -130,7 +130,6 @@ class NodeConfig(_Model):
         tier: where the node sits; changes defaults only, never code paths.
         pipeline: a pipeline spec: a path to YAML or the name of a bundled preset.
         summary_every_s: cadence of summary uplinks (summaries cover every sample).
-        models: ONNX model paths referenced by the pipeline's ``onnx`` detectors, by name.
     """
 
     node_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -146,7 +145,6 @@ class NodeConfig(_Model):
     sources: Annotated[list[SourceConfig], AfterValidator(_one_sim)] = Field(default_factory=list)
     chaos: ChaosConfig | None = None
     status_file: str | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
 
 
 def format_validation_error(exc: ValidationError, where: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,7 +67,6 @@ class NodeCounters:
     events_forwarded: int = 0
     summary_entries: int = 0
     bytes_naive: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class NodeCore:
