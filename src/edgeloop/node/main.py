@@ -218,12 +218,16 @@ async def _write_status(runtime: NodeRuntime, path: str | None, every_s: float =
 
 
 def main(
-    config: Path, duration: float | None, stats_out: Path | None, start_ns: int | None = None
+    config: Path,
+    duration: float | None,
+    stats_out: Path | None,
+    start_ns: int | None = None,
+    drain_timeout_s: float = 30.0,
 ) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         cfg = load_node_config(config)
-        stats = asyncio.run(run_node(cfg, duration, start_ns))
+        stats = asyncio.run(run_node(cfg, duration, start_ns, drain_timeout_s))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -248,5 +252,11 @@ def cli(argv: list[str] | None = None) -> int:
         default=None,
         help="wall-clock ns at which to start (lets several nodes start together)",
     )
+    ap.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait at the end for the hub to acknowledge everything",
+    )
     a = ap.parse_args(argv)
-    return main(a.config, a.duration, a.stats_out, a.start_ns)
+    return main(a.config, a.duration, a.stats_out, a.start_ns, a.drain_timeout)

@@ -125,6 +125,8 @@ def _run(opts: DemoOptions, workdir: Path, console: Any) -> dict[str, Any]:
                     str(opts.duration_s),
                     "--start-ns",
                     str(start_ns),
+                    "--drain-timeout",
+                    str(opts.drain_timeout_s),
                     "--stats-out",
                     str(stats_files[gw.name]),
                 ],
