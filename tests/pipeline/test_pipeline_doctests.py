@@ -12,6 +12,8 @@ MODULES = [
     "edgeloop.pipeline.aggregate",
     "edgeloop.pipeline.stages",
     "edgeloop.pipeline.spec",
+    "edgeloop.pipeline.join",
+    "edgeloop.detect.registry",
 ]
 
 

@@ -28,11 +28,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from edgeloop.detect.registry import build_detector
 from edgeloop.detect.robust import RobustDetector
 from edgeloop.errors import ConfigError, RejectReason
 from edgeloop.pipeline.aggregate import SummaryAggregator
 from edgeloop.pipeline.features import compute_features, feature_names
-from edgeloop.pipeline.spec import OnnxDetectorSpec, PipelineSpec, WindowSpec
+from edgeloop.pipeline.join import Joiner, catalog_layout, joiner_for
+from edgeloop.pipeline.spec import (
+    OnnxDetectorSpec,
+    PipelineSpec,
+    RegisteredDetectorSpec,
+    RobustDetectorSpec,
+    WindowSpec,
+)
 from edgeloop.pipeline.stages import Anonymiser, FilterStage
 from edgeloop.pipeline.types import Features, Scores
 from edgeloop.pipeline.windows import Windower, ensure_sorted
@@ -146,6 +154,7 @@ class _Group:
     windower: Windower
     names: tuple[str, ...]
     detectors: list[tuple[str, Detector]]
+    joiner: Joiner | None = None
 
 
 class Pipeline:
@@ -197,21 +206,29 @@ class Pipeline:
         groups: list[_Group] = []
         for w in spec.windows:
             bands = w.spectrum.bands if w.spectrum else 0
-            groups.append(
-                _Group(
-                    w,
-                    Windower(w.group, select_sensors(catalog, w), w.size, w.step),
-                    feature_names(w.features, bands),
-                    [],
+            sensors = select_sensors(catalog, w)
+            names = feature_names(w.features, bands)
+            joiner = joiner_for(catalog, sensors) if w.join == "machine" else None
+            if joiner is not None and not joiner.channels:
+                raise ConfigError(
+                    f"windows[{w.group}]: join: machine needs the group's sensors in the "
+                    "catalog when the pipeline is built (none matched)"
                 )
-            )
+            if joiner is not None:
+                names = tuple(f"{c}.{n}" for c in joiner.channels for n in names)
+            groups.append(_Group(w, Windower(w.group, sensors, w.size, w.step), names, [], joiner))
         by_name = {g.spec.group: g for g in groups}
         for i, d in enumerate(spec.detectors):
             g = by_name[d.group]
             name = d.name or d.type
             det: Detector
-            if d.type == "robust":
+            if isinstance(d, RobustDetectorSpec):
                 det = RobustDetector(len(catalog), g.names, name=name, **d.params.model_dump())
+            elif isinstance(d, RegisteredDetectorSpec):
+                try:
+                    det = build_detector(d.type, len(catalog), g.names, d.params, name)
+                except ConfigError as e:
+                    raise ConfigError(f"detectors[{i}]: {e}") from e
             elif detector_factory is None:
                 raise ConfigError(
                     f"detectors[{i}]: type {d.type!r} needs a detector_factory "
@@ -316,12 +333,16 @@ class Pipeline:
             bands = g.spec.spectrum.bands if g.spec.spectrum else 0
             log = g.spec.spectrum.log if g.spec.spectrum else True
             feats = compute_features(w, g.spec.features, bands, log)
+            if g.joiner is not None:
+                feats = g.joiner.process(feats)
+                if len(feats) == 0:
+                    continue
             own: dict[str, Scores] = {}
             for name, det in g.detectors:
                 sc = det.score(feats)
                 det.learn(feats, sc)
                 own[name] = sc
-            yield feats, combine_scores(list(own.values())) if own else _no_scores(len(w)), own
+            yield feats, combine_scores(list(own.values())) if own else _no_scores(len(feats)), own
 
     def summarise(self, frame: Frame, now_ns: int) -> SummaryBatch | None:
         """Feed a :meth:`prepare`-d frame to the summaries; return closed periods."""
@@ -377,8 +398,14 @@ class Pipeline:
     def _sync_catalog(self) -> None:
         if len(self.catalog) == self._known:
             return
+        layout = None
         for g in self._groups:
-            g.windower.add_sensors(select_sensors(self.catalog, g.spec, self._known))
+            added = select_sensors(self.catalog, g.spec, self._known)
+            g.windower.add_sensors(added)
+            if g.joiner is not None:
+                layout = layout or catalog_layout(self.catalog)
+                g.joiner.grow(*layout)
+                g.joiner.add_sensors(added)
         if self.aggregator is not None:
             self.aggregator.set_sensor_names(self.catalog.names())
         self._known = len(self.catalog)

@@ -30,7 +30,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -38,6 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edgeloop.detect import registry
 from edgeloop.errors import ConfigError
 from edgeloop.pipeline.features import FEATURES
 from edgeloop.pipeline.stages import ANON_FIELDS
@@ -49,6 +52,7 @@ __all__ = [
     "FilterSpec",
     "OnnxDetectorSpec",
     "PipelineSpec",
+    "RegisteredDetectorSpec",
     "RobustDetectorSpec",
     "RobustParams",
     "SpecError",
@@ -99,6 +103,10 @@ class WindowSpec(_Model):
     A sensor belongs to the group when its kind is in ``kinds`` (any kind if empty) and
     its name matches one of the ``sensors`` globs (any name if empty); at least one of
     the two must be given.
+
+    ``join: machine`` makes the group multivariate: the windows of one machine's sensors
+    that end at the same time become one feature row, columns ``<channel>.<feature>``
+    (see :mod:`edgeloop.pipeline.join`), for detectors that score a machine as a whole.
     """
 
     group: str = Field(pattern=_GROUP)
@@ -108,6 +116,7 @@ class WindowSpec(_Model):
     hop: int | None = Field(default=None, ge=1)
     features: tuple[FeatureName, ...] = ()
     spectrum: SpectrumSpec | None = None
+    join: Literal["machine"] | None = None
 
     @field_validator("hop")
     @classmethod
@@ -227,8 +236,50 @@ class OnnxDetectorSpec(_Model):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-DetectorSpec = Annotated[RobustDetectorSpec | OnnxDetectorSpec, Field(discriminator="type")]
+class RegisteredDetectorSpec(_Model):
+    """A detector class from :mod:`edgeloop.detect.registry`; ``params`` go to its constructor.
+
+    Parameter names are checked here against the constructor; values when the pipeline
+    is built (the constructor owns their defaults and limits).
+    """
+
+    type: str
+    group: str
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> RegisteredDetectorSpec:
+        if self.type not in registry.known_types() or self.type in _DETECTOR_TYPES:
+            raise _problem(
+                "unknown_type",
+                "{t}",
+                t=f"must be one of {', '.join(_all_types())} (got {self.type!r})",
+            )
+        problems = registry.check_params(self.type, self.params)
+        if problems:
+            raise _problem("bad_params", "{p}", p="; ".join(problems))
+        return self
+
+
 _DETECTOR_TYPES = ("robust", "onnx")
+
+
+def _all_types() -> list[str]:
+    return [*_DETECTOR_TYPES, *(t for t in registry.known_types() if t not in _DETECTOR_TYPES)]
+
+
+def _detector_tag(v: Any) -> str:
+    t = v.get("type") if isinstance(v, Mapping) else getattr(v, "type", None)
+    return t if t in _DETECTOR_TYPES else "registered"
+
+
+DetectorSpec = Annotated[
+    Annotated[RobustDetectorSpec, Tag("robust")]
+    | Annotated[OnnxDetectorSpec, Tag("onnx")]
+    | Annotated[RegisteredDetectorSpec, Tag("registered")],
+    Discriminator(_detector_tag),
+]
 
 
 class PipelineSpec(_Model):
@@ -281,7 +332,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for i, part in enumerate(loc):
         # The discriminated union puts the detector type into the location: skip it.
         in_detector = i >= 2 and loc[i - 2] == "detectors" and isinstance(loc[i - 1], int)
-        if in_detector and part in _DETECTOR_TYPES:
+        if in_detector and part in (*_DETECTOR_TYPES, "registered"):
             continue
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
@@ -298,9 +349,11 @@ def _format(err: ValidationError) -> list[str]:
             msg = "unknown field"
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             path = f"{path}.type" if path else "type"
-            msg = f"must be one of {', '.join(_DETECTOR_TYPES)}"
+            msg = f"must be one of {', '.join(_all_types())}"
             if kind == "union_tag_invalid":
                 msg += f" (got {e['ctx'].get('tag')!r})"
+        elif kind in ("unknown_type", "bad_params"):
+            path += ".type" if kind == "unknown_type" else ".params"
         elif kind not in _CUSTOM and _scalar(e.get("input")):
             msg += f" (got {e['input']!r})"
         problems.append(f"{path}: {msg}" if path else msg)
@@ -309,6 +362,7 @@ def _format(err: ValidationError) -> list[str]:
 
 _CUSTOM = {"hop_gt_size", "duplicate", "too_many_bands", "no_selection", "no_features"}
 _CUSTOM |= {"range_missing", "range_unused", "range_order", "both"}
+_CUSTOM |= {"unknown_type", "bad_params"}
 
 
 def _scalar(x: object) -> bool:
