@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from edgeloop.node.context import PendingEvent, RecentFrames
 from edgeloop.node.decide import Decider, Decision, Rule
 from edgeloop.outbox.base import NewEntry, Priority
 from edgeloop.pipeline.pipeline import Pipeline
+from edgeloop.pipeline.types import Features, Scores
 from edgeloop.telemetry import codec
 from edgeloop.telemetry.frame import Frame, SensorCatalog
 from edgeloop.telemetry.records import Event, Severity, SummaryBatch
@@ -129,6 +130,8 @@ class NodeCore:
         self.counters = NodeCounters()
         # The latest decisions, for inspection; bounded so a long-running node stays flat.
         self.decisions: deque[Decision] = deque(maxlen=1000)
+        # Sees every scored block (features, combined scores); set by evaluations.
+        self.score_sink: Callable[[Features, Scores], None] | None = None
 
     # -- processing ---------------------------------------------------------------
     def process(self, frame: Frame, now_ns: int, arrival_ns: int) -> list[NewEntry]:
@@ -153,6 +156,8 @@ class NodeCore:
         n_windows = 0
         for feats, scores, _ in self.pipeline.detect_groups(prepared):
             n_windows += len(feats)
+            if self.score_sink is not None:
+                self.score_sink(feats, scores)
             opened = self.decider.decide([feats], [scores], now_ns, housekeeping=False)
             self._act(opened, arrival_ns)
             decisions.extend(opened)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -181,6 +183,8 @@ class Pipeline:
         self._known = len(catalog)
         self.samples_in = 0
         self.rejected: dict[RejectReason, int] = {}
+        # Time spent in each detector's score + learn, by (group, detector name).
+        self.detector_ns: Counter[tuple[str, str]] = Counter()
 
     @classmethod
     def from_spec(
@@ -339,8 +343,10 @@ class Pipeline:
                     continue
             own: dict[str, Scores] = {}
             for name, det in g.detectors:
+                t = perf_counter_ns()
                 sc = det.score(feats)
                 det.learn(feats, sc)
+                self.detector_ns[(g.spec.group, name)] += perf_counter_ns() - t
                 own[name] = sc
             yield feats, combine_scores(list(own.values())) if own else _no_scores(len(feats)), own
 
