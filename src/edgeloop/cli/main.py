@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgeloop import __version__
-from edgeloop.cli import bench, demo, hub, node
+from edgeloop.cli import bench, demo, evaluate, hub, node
 
 app = typer.Typer(
     name="edgeloop",
@@ -18,6 +18,7 @@ app.command("demo", help=demo.HELP)(demo.demo)
 app.command("bench", help=bench.HELP)(bench.bench)
 app.add_typer(node.app, name="node")
 app.add_typer(hub.app, name="hub")
+app.add_typer(evaluate.app, name="eval")
 
 
 @app.command("version")
