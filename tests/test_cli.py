@@ -44,6 +44,9 @@ def test_discovery_finds_every_known_command() -> None:
         ("node", "check"),
         ("hub",),
         ("hub", "serve"),
+        ("eval",),
+        ("eval", "nab"),
+        ("eval", "skab"),
     }
     assert expected <= set(COMMANDS)
 
