@@ -1,0 +1,78 @@
+"""Model registry: signed, content-addressed model versions and their deployment history.
+
+* :mod:`~edgeloop.registry.manifest`: artifact ids, :class:`Manifest` and its canonical
+  bytes, manifest diffs. Pure; safe on a gateway.
+* :mod:`~edgeloop.registry.model_registry`: :class:`ModelRegistry`, immutable and
+  event-sourced (versions, aliases, promote, rollback, deployment events), for a hub
+  store to persist.
+
+Signing and verification live in :mod:`edgeloop.security.signing`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edgeloop._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from edgeloop.registry.manifest import (
+        MANIFEST_SCHEMA,
+        Change,
+        DataFingerprint,
+        InputSchema,
+        Manifest,
+        ManifestError,
+        QuantisationMeasurement,
+        artifact_id,
+        data_hash,
+        diff,
+    )
+    from edgeloop.registry.model_registry import (
+        CHALLENGER,
+        CHAMPION,
+        DeploymentEvent,
+        ModelRegistry,
+        ModelVersion,
+        RegistryError,
+    )
+
+_WHERE = {
+    "MANIFEST_SCHEMA": "manifest",
+    "Change": "manifest",
+    "DataFingerprint": "manifest",
+    "InputSchema": "manifest",
+    "Manifest": "manifest",
+    "ManifestError": "manifest",
+    "QuantisationMeasurement": "manifest",
+    "artifact_id": "manifest",
+    "data_hash": "manifest",
+    "diff": "manifest",
+    "CHALLENGER": "model_registry",
+    "CHAMPION": "model_registry",
+    "DeploymentEvent": "model_registry",
+    "ModelRegistry": "model_registry",
+    "ModelVersion": "model_registry",
+    "RegistryError": "model_registry",
+}
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "MANIFEST_SCHEMA",
+    "Change",
+    "DataFingerprint",
+    "DeploymentEvent",
+    "InputSchema",
+    "Manifest",
+    "ManifestError",
+    "ModelRegistry",
+    "ModelVersion",
+    "QuantisationMeasurement",
+    "RegistryError",
+    "artifact_id",
+    "data_hash",
+    "diff",
+]
+
+__getattr__, __dir__ = lazy_exports("edgeloop.registry", _WHERE, globals())
