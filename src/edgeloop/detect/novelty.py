@@ -42,9 +42,10 @@ from edgeloop.pipeline.types import Features, Scores
 __all__ = ["NoveltyDetector"]
 
 _F64 = npt.NDArray[np.float64]
+_F32 = npt.NDArray[np.float32]
 _I64 = npt.NDArray[np.int64]
 _CHUNK = 256  # rows per sensor scored together (bounds the distance matrices)
-_CAP = 0.49  # score of a detection suppressed by the refractory period
+_CAP = 0.4999  # score of a detection suppressed by the refractory period
 
 
 @dataclass(slots=True)
@@ -56,8 +57,7 @@ class _State:
     hi: _F64  # (S,) max of finite values seen (-inf before any)
     first: _F64  # (S,) first finite value seen (0 before any)
     tail: _F64  # (S, H) the last H finite values, oldest first
-    mem: _F64  # (S, n_scales, C, window) ring of past embeddings
-    mem_t: _I64  # (S, n_scales, C) row index of each embedding (-1: empty)
+    mem: _F32  # (S, n_scales, window + 1, R) the last R embeddings, see _nearest
     calib: _F64  # (S, L) the last L raw scores, oldest first
     last_fire: _I64  # (S,) row of the last detection (very negative: none)
 
@@ -69,7 +69,6 @@ class _State:
             self.first[idx],
             self.tail[idx],
             self.mem[idx],
-            self.mem_t[idx],
             self.calib[idx],
             self.last_fire[idx],
         )
@@ -81,7 +80,6 @@ class _State:
         self.first[idx] = part.first
         self.tail[idx] = part.tail
         self.mem[idx] = part.mem
-        self.mem_t[idx] = part.mem_t
         self.calib[idx] = part.calib
         self.last_fire[idx] = part.last_fire
 
@@ -118,7 +116,7 @@ class NoveltyDetector:
         floor: float = 0.05,
         range_excess: float = 0.05,
         refractory: int = 100,
-        warmup: int = 150,
+        warmup: int = 200,
         name: str = "novelty",
     ) -> None:
         problems = []
@@ -163,6 +161,12 @@ class NoveltyDetector:
         self._excl = np.array([self.window * d for d in self.scales], np.int64)
         self._tail_len = int(self._excl.max())
         self._ring = self.memory + int(self._excl.max())
+        self._chunk_rows = min(_CHUNK, self.memory)
+        # Row j of a chunk compares with ring/chunk columns (j + off, j + off + memory]
+        # (see _nearest); near the two ends of that band, triangular masks.
+        tri = np.arange(self._chunk_rows)
+        self._left_ok = tri[None, 1:] > tri[:, None]  # column off + 1 + c vs row j
+        self._right_ok = tri[None, :-1] < tri[:, None]  # column off + memory + 1 + c
         self._state = self._empty(max(int(n_sensors), 0))
         self._pending: tuple[Features, _State] | None = None
 
@@ -213,7 +217,6 @@ class NoveltyDetector:
             st.first,
             st.tail,
             st.mem,
-            st.mem_t,
             st.calib,
             st.last_fire,
         )
@@ -228,8 +231,7 @@ class NoveltyDetector:
             np.full(s, -np.inf),
             np.zeros(s),
             np.zeros((s, self._tail_len)),
-            np.zeros((s, k, c, w)),
-            np.full((s, k, c), -1, np.int64),
+            _empty_ring(s, k, w, c),
             np.zeros((s, self.calibration)),
             np.full(s, -(2**62), np.int64),
         )
@@ -262,8 +264,9 @@ class NoveltyDetector:
         sensors, first, counts = np.unique(sens_sorted, return_index=True, return_counts=True)
         part = state.take(sensors)
         with np.errstate(all="ignore"):
-            for c0 in range(0, int(counts.max()), _CHUNK):
-                width = int(min(_CHUNK, counts.max() - c0))
+            step = self._chunk_rows
+            for c0 in range(0, int(counts.max()), step):
+                width = int(min(step, counts.max() - c0))
                 active = np.flatnonzero(counts > c0)
                 cols = np.arange(width)
                 valid = cols[None, :] < (counts[active, None] - c0)
@@ -296,18 +299,18 @@ class NoveltyDetector:
         span = hi_prev - lo_prev
         span_ok = np.isfinite(span) & (span > 0)
         unit = np.where(span_ok, span, 1.0)
-        raw = np.zeros((m, width))
+        dist = np.zeros((m, width))
         seq = np.concatenate([st.tail, held], axis=1)
         for k, d in enumerate(self.scales):
-            raw = np.maximum(raw, self._nearest(st, k, d, seq, t, valid) / unit)
-        raw = np.where(span_ok & finite, raw, 0.0)
-        raw[t < self.warmup * 2 // 3] = 0.0
-        # calibration over the previous L raw scores (zeros before the first ones)
-        bar = self._bar(st, raw, t, valid)
+            dist = np.maximum(dist, self._nearest(st, k, d, seq, valid))
+        early = t < self.warmup
+        dist = np.where(finite & ~early, dist, 0.0)
+        # calibration over the previous L distances (zeros before the first ones)
+        bar = np.maximum(self.floor * unit, self._bar(st, dist, t, valid))
         excess = np.maximum(x - hi_prev, lo_prev - x) / unit
         excess = np.where(span_ok & finite, np.maximum(excess, 0.0), 0.0)
-        q = np.maximum(raw / bar, excess / self.range_excess)
-        q[t < self.warmup] = 0.0
+        q = np.maximum(np.where(span_ok, dist / bar, 0.0), excess / self.range_excess)
+        q[early] = 0.0
         out = np.minimum(q / 2.0, 1.0)
         self._refractory(st, q, t, out)
         out = np.where(finite, out, 1.0)
@@ -320,44 +323,52 @@ class NoveltyDetector:
         st.seen = st.seen + n_valid
         return out.astype(np.float32)
 
-    def _nearest(
-        self, st: _State, k: int, d: int, seq: _F64, t: _I64, valid: npt.NDArray[np.bool_]
-    ) -> _F64:
-        """Distance of each row's scale-``d`` embedding to its nearest past one; stores them."""
-        m, width = t.shape
-        h, w = self._tail_len, self.window
+    def _nearest(self, st: _State, k: int, d: int, seq: _F64, valid: npt.NDArray[np.bool_]) -> _F64:
+        """Distance of each row's scale-``d`` embedding to its nearest past one; stores them.
+
+        Distances are RMS differences per value, in the values' own unit.
+        """
+        m, width = valid.shape
+        h, w, big_r = self._tail_len, self.window, self._ring
         c = np.cumsum(np.concatenate([np.zeros((m, 1)), seq], axis=1), axis=1)
         pos = h + np.arange(width)  # column of each row in seq
         lags = pos[:, None] - d * np.arange(w - 1, -1, -1)[None, :]  # (width, w), oldest first
         emb = (c[:, lags + 1] - c[:, lags + 1 - d]) / d  # (m, width, w)
-        mem, mem_t = st.mem[:, k], st.mem_t[:, k]
-        cand = np.concatenate([mem, emb], axis=1)  # (m, C + width, w)
-        cand_t = np.concatenate([mem_t, np.where(valid, t, -1)], axis=1)
-        # valid candidates: ending at least one span before the row, among the last
-        # `memory` such ones; as an additive 0 / inf mask
-        newest = t[:, :, None] - int(self._excl[k])
-        ok = (cand_t[:, None, :] <= newest) & (cand_t[:, None, :] > newest - self.memory)
-        ok &= cand_t[:, None, :] >= 0
-        # |q - c|^2 = |q|^2 + |c|^2 - 2 q.c; |q|^2 is added after the minimum over c.
-        # In float32 (the matrices are the bulk of the work), centred on the sensor's
-        # first value so that large offsets do not cancel: a few 1e-5 of the score.
-        ref = st.first[:, None, None]
-        e = (emb - ref).astype(np.float32)
-        cn = (cand - ref).astype(np.float32)
-        d2 = np.matmul(e * np.float32(-2.0), cn.transpose(0, 2, 1))
-        d2 += (cn * cn).sum(-1)[:, None, :]
-        d2[~ok] = np.inf
-        best = d2.min(axis=2).astype(np.float64) + (e * e).sum(-1)
-        dist = np.where(np.isfinite(best), np.sqrt(np.maximum(best, 0.0) / w), 0.0)
-        # store this chunk's embeddings in the ring (oldest slots first)
-        slot = (st.seen[:, None] + np.arange(width)[None, :]) % self._ring
-        rr, cc_ = np.nonzero(valid)
-        st.mem[rr, k, slot[rr, cc_]] = emb[rr, cc_]
-        st.mem_t[rr, k, slot[rr, cc_]] = t[rr, cc_]
-        return dist
+        # float32 (the distance matrices are the bulk of the work), centred on each
+        # sensor's first value so that large offsets do not cancel. One product gives
+        # |c|^2 - 2 q.c: the ring stores each embedding c as the column (c, |c|^2), the
+        # columns of all its rows side by side, (0, inf) where it is still empty.
+        q = (emb - st.first[:, None, None]).astype(np.float32)  # (m, width, w)
+        qn = np.einsum("mbw,mbw->mb", q, q)
+        fresh = np.concatenate([q.transpose(0, 2, 1), qn[:, None, :]], axis=1)
+        fresh[:, w][~valid] = np.inf
+        cand = np.concatenate([st.mem[:, k], fresh], axis=2)  # (m, w + 1, R + width)
+        qa = np.concatenate([q * np.float32(-2.0), np.ones((m, width, 1), np.float32)], axis=2)
+        # Column i holds row t0 - R + i (t0: the chunk's first row). Row t0 + j may use
+        # rows (t0 + j - excl - memory, t0 + j - excl]: columns (j + off, j + off + memory]
+        # with off = R - excl - memory. Columns [width + off, off + memory] are in every
+        # row's band; the width - 1 columns on either side are masked per row.
+        off, mem = big_r - int(self._excl[k]) - self.memory, self.memory
+        core = np.matmul(qa, cand[:, :, width + off : off + mem + 1]).min(axis=2)
+        left = np.matmul(qa, cand[:, :, off + 1 : off + width])
+        right = np.matmul(qa, cand[:, :, off + mem + 1 : off + mem + width])
+        left[:, ~self._left_ok[:width, : width - 1]] = np.inf
+        right[:, ~self._right_ok[:width, : width - 1]] = np.inf
+        best = np.minimum(
+            core, np.minimum(left.min(axis=2, initial=np.inf), right.min(axis=2, initial=np.inf))
+        )
+        best = best.astype(np.float64) + qn
+        # the ring keeps the last R columns of the sensor's valid rows
+        n_valid = valid.sum(axis=1)
+        if np.all(n_valid == width):
+            st.mem[:, k] = cand[:, :, width:]
+        else:
+            cols = n_valid[:, None] + np.arange(big_r)[None, :]
+            st.mem[:, k] = np.take_along_axis(cand, cols[:, None, :], axis=2)
+        return np.where(np.isfinite(best), np.sqrt(np.maximum(best, 0.0) / w), 0.0)
 
     def _bar(self, st: _State, raw: _F64, t: _I64, valid: npt.NDArray[np.bool_]) -> _F64:
-        """``max(floor, mean + z·std)`` of the raw scores of the previous L rows; learns them."""
+        """``mean + z·std`` of the distances of the previous L rows; learns them."""
         m, width = raw.shape
         big_l = self.calibration
         seq = np.concatenate([st.calib, np.where(valid, raw, 0.0)], axis=1)
@@ -371,7 +382,7 @@ class NoveltyDetector:
         mean = s1 / k
         std = np.sqrt(np.maximum(s2 / k - mean * mean, 0.0))
         st.calib = _last_cols(seq, big_l, valid.sum(axis=1))
-        bar: _F64 = np.maximum(self.floor, mean + self.z * std)
+        bar: _F64 = mean + self.z * std
         return bar
 
     def _refractory(self, st: _State, q: _F64, t: _I64, out: _F64) -> None:
@@ -385,6 +396,13 @@ class NoveltyDetector:
                 else:
                     last = row
             st.last_fire[r] = last
+
+
+def _empty_ring(s: int, k: int, w: int, r: int) -> _F32:
+    """Rings with no embedding yet: columns (0, ..., 0, inf)."""
+    ring = np.zeros((s, k, w + 1, r), np.float32)
+    ring[:, :, w] = np.inf
+    return ring
 
 
 def _first_finite(x: _F64, finite: npt.NDArray[np.bool_]) -> _F64:
@@ -405,7 +423,7 @@ def _hold(x: _F64, start: _F64) -> _F64:
 
 
 def _last_cols(seq: _F64, keep: int, shift: npt.NDArray[np.int64]) -> _F64:
-    """Per row r, the ``keep`` columns of ``seq`` starting at ``shift[r]`` (a copy)."""
+    """Per row r, the ``keep`` columns (axis 1) of ``seq`` from ``shift[r]`` on (a copy)."""
     cols = shift[:, None] + np.arange(keep)[None, :]
     out: _F64 = seq[np.arange(seq.shape[0])[:, None], cols]
     return out
