@@ -79,6 +79,18 @@ def test_detects_an_anomaly_early_and_once(kind: str) -> None:
     assert not np.any((hits > late[0]) & (hits <= late[0] + 100))
 
 
+def test_large_offsets_keep_their_precision() -> None:
+    # distances are computed in float32 around the sensor's first value: a level near
+    # 1e5 with unit noise (|c|^2 ~ 1e11, far beyond float32's 7 digits if uncentred)
+    # behaves like the same series near 0 (Features hold float32 values themselves)
+    x = series(9, 1500)
+    x[1200:] += 25
+    near_zero = run(NoveltyDetector(1, ("mean",), **SMALL), x)
+    far = run(NoveltyDetector(1, ("mean",), **SMALL), x + 1e5)
+    assert np.array_equal(near_zero >= 0.5, far >= 0.5)
+    assert far[1200] >= 0.5
+
+
 def test_non_finite_values_score_one_and_are_not_learnt() -> None:
     x = series(3, 1000)
     y = x.copy()
@@ -227,10 +239,11 @@ def test_nab_scores_with_the_preset() -> None:
     fixed = {
         p: nab.score_corpus(scores, corpus, profiles[p], det.threshold).normalised for p in profiles
     }
-    # Measured: board 70.82 / 63.68 / 75.08, fixed 70.64 / 63.33 / 74.96. Issue #3 asks
-    # for >= 76 standard; this preset does not reach it yet (see docs / the issue note).
-    assert board["standard"] >= 70.0
+    # Measured (board / fixed threshold 0.5): standard 72.56 / 72.02, reward_low_FP_rate
+    # 63.99 / 62.91, reward_low_FN_rate 77.34 / 76.97. Issue #3 asks for >= 76 standard and
+    # ARTime's 65.60 / 79.70 on the other two: this preset does not reach them yet.
+    assert board["standard"] >= 72.0
     assert board["reward_low_FP_rate"] >= 63.0
-    assert board["reward_low_FN_rate"] >= 74.5
+    assert board["reward_low_FN_rate"] >= 76.5
     for p in profiles:
         assert board[p] - fixed[p] <= 3.0

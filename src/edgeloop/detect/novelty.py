@@ -3,29 +3,31 @@
 Each sensor's value series is scored row by row, causally, from a bounded state:
 
 * **Pattern novelty.** The last ``window`` values, smoothed at each of ``scales`` (a moving
-  mean of ``d`` values sampled every ``d`` rows), form an embedding. Its distance to the
-  nearest embedding in a ring buffer of the past ``memory`` ones (those at least one
-  embedding span old, so a window is never matched with itself) is the row's raw novelty,
-  as a fraction of the range (max − min) of every value seen before: a pattern never seen
-  before scores high, a repeat of any old one scores low. The raw score is the largest
-  over the scales.
-* **Self-calibration** (the likelihood layer). The raw novelty is divided by
-  ``max(floor, mean + z · std)`` of the raw novelty over the previous ``calibration`` rows:
-  a noisy series raises its own bar, a quiet one keeps the absolute ``floor``.
+  mean of ``d`` values sampled every ``d`` rows), form an embedding. Its RMS distance to the
+  nearest of the embeddings of the previous ``memory`` rows (those at least one embedding
+  span old, so a window is never matched with itself) is the row's raw novelty, in the
+  values' unit: a pattern never seen before scores high, a repeat of any old one scores
+  low. The raw novelty is the largest over the scales.
+* **Self-calibration** (the likelihood layer). The raw novelty is divided by the bar
+  ``max(floor · range, mean + z · std)``, the mean and std taken over the raw novelty of
+  the previous ``calibration`` rows and ``range`` the spread (max − min) of every value
+  seen before: a noisy series raises its own bar, a quiet one keeps the floor.
 * **Range excess.** A value beyond the range of every value seen before, by more than
   ``range_excess`` of that range, is novel on its own (a new level the patterns miss).
 * **Refractory period.** The combined ratio ``q`` (>= 1 means novel) is reported as
   ``min(q / 2, 1)`` — so 0.5, the threshold, means ``q == 1`` — except for the
-  ``refractory`` rows after a detection, which are capped below the threshold: one event,
-  one alarm.
+  ``refractory`` rows after a detection, which are capped just below the threshold: one
+  event, one alarm.
 
 The first ``warmup`` rows of a sensor score 0 (``confidence`` ramps up meanwhile). Non-finite
 values score 1 and are not learnt. State per sensor is bounded: the last embedding span of
-values, ``memory`` embeddings per scale, ``calibration`` raw scores, the range and counters.
+values, ``memory`` plus one span of embeddings per scale, ``calibration`` raw scores, the
+range and counters (about 0.24 MB per sensor with the defaults).
 
-Blocks are processed in chunks of rows: all sensors' k-th chunk at once, nearest
-neighbours by batched matrix products, so a whole file per sensor costs a few hundred
-numpy calls, not one per row.
+Blocks are processed in chunks of up to 256 rows: all sensors' k-th chunk at once, nearest
+neighbours by batched float32 matrix products, so a whole file per sensor costs a few
+hundred numpy calls, not one per row. The products dominate the cost; run with one BLAS
+thread per process (``OPENBLAS_NUM_THREADS=1``) on a small shared CPU.
 """
 
 from __future__ import annotations
@@ -93,9 +95,9 @@ class NoveltyDetector:
         feature: the column holding the sample value (windows of size 1: ``"mean"``).
         window: values per embedding (>= 2).
         scales: smoothing/sampling steps of the embeddings (each >= 1).
-        memory: past embeddings kept per scale (>= 1).
+        memory: past rows whose embeddings a row is compared with, per scale (>= 1).
         calibration: raw scores kept for the mean and std of the calibration (>= 2).
-        z: the calibration bar is ``mean + z · std`` of the raw scores.
+        z: the calibration bar is at least ``mean + z · std`` of those raw scores.
         floor: the smallest bar, as a fraction of the value range (> 0).
         range_excess: a value this fraction of the range beyond it is novel (> 0).
         refractory: rows after a detection whose scores are capped below the threshold.
