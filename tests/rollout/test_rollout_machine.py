@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -23,7 +24,9 @@ from edgeloop.rollout import (
     cohort_size,
     desired,
     observe,
+    restore,
     rollout_order,
+    snapshot,
     start,
     tick,
 )
@@ -79,7 +82,7 @@ def drive(r: Rollout, f: Fleet, t: int, **kw: object) -> tuple[Rollout, int]:
 
 
 def test_doctests() -> None:
-    for name in ("edgeloop.rollout.cohort",):
+    for name in ("edgeloop.rollout.cohort", "edgeloop.rollout.comparison"):
         result = doctest.testmod(importlib.import_module(name))
         assert result.attempted > 0 and result.failed == 0
 
@@ -339,3 +342,25 @@ def test_rollout_guarantees(sc: Scenario) -> None:
     # Deterministic, whatever order the fleet was listed in.
     again, _ = play(sc, listing_reversed=True)
     assert [d.to_dict() for d in again[-1].decisions] == [d.to_dict() for d in final.decisions]
+
+
+@settings(max_examples=60)
+@given(scenarios())
+def test_snapshots_restore_the_same_rollout_at_every_step(sc: Scenario) -> None:
+    try:
+        states, _ = play(sc)
+    except RolloutError:
+        return
+    for r in states:
+        assert restore(json.loads(json.dumps(snapshot(r)))) == r
+
+
+def test_restore_names_what_is_wrong() -> None:
+    r, _ = start("v1", "v2", fleet(), POLICY, T0)
+    d = snapshot(r)
+    with pytest.raises(ConfigError, match=r"schema must be 'edgeloop\.rollout/1'"):
+        restore({**d, "schema": "x"})
+    with pytest.raises(ConfigError, match="rollout: missing field 'tally'"):
+        restore({k: v for k, v in d.items() if k != "tally"})
+    with pytest.raises(ConfigError, match="stage: 7 is not a stage"):
+        restore({**d, "stage": 7})

@@ -13,6 +13,7 @@ from edgeloop._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from edgeloop.rollout.cohort import Fleet, NodeInfo, cohort_size, rollout_order
+    from edgeloop.rollout.comparison import ks_distance, measure
     from edgeloop.rollout.machine import (
         Decision,
         NodeModels,
@@ -33,12 +34,15 @@ if TYPE_CHECKING:
         Tally,
         evaluate,
     )
+    from edgeloop.rollout.serialise import restore, snapshot
 
 _WHERE = {
     "Fleet": "cohort",
     "NodeInfo": "cohort",
     "cohort_size": "cohort",
     "rollout_order": "cohort",
+    "ks_distance": "comparison",
+    "measure": "comparison",
     "Decision": "machine",
     "NodeModels": "machine",
     "Rollout": "machine",
@@ -55,6 +59,8 @@ _WHERE = {
     "Stage": "policy",
     "Tally": "policy",
     "evaluate": "policy",
+    "restore": "serialise",
+    "snapshot": "serialise",
 }
 
 __all__ = [
@@ -74,8 +80,12 @@ __all__ = [
     "cohort_size",
     "desired",
     "evaluate",
+    "ks_distance",
+    "measure",
     "observe",
+    "restore",
     "rollout_order",
+    "snapshot",
     "start",
     "tick",
 ]
