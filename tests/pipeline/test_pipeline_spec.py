@@ -95,12 +95,13 @@ detectors:
         "filters[0]: mode 'range' needs range",
         "detectors[0].params.alpha:",
         "detectors[0].params.typo: unknown field",
-        "detectors[1].type: must be one of robust, onnx (got 'magic')",
+        "detectors[1].type: must be one of robust, onnx, multivariate, novelty",
     ]
     assert len(got) == len(expected_prefixes), got
     for want in expected_prefixes:
         assert any(p.startswith(want) for p in got), (want, got)
     assert any("'median'" in p for p in got)
+    assert any(p.endswith("(got 'magic')") for p in got)
 
 
 def test_cross_references_are_checked() -> None:

@@ -37,6 +37,8 @@ _RESERVED = ("n_sensors", "feature_names", "name")
 
 _TYPES: dict[str, str] = {
     "robust": "edgeloop.detect.robust:RobustDetector",
+    "multivariate": "edgeloop.detect.multivariate:MultivariateDetector",
+    "novelty": "edgeloop.detect.novelty:NoveltyDetector",
 }
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from edgeloop.detect.ranks import ranks
 from edgeloop.errors import ConfigError
 from edgeloop.pipeline.types import Features, Scores
 
@@ -211,7 +212,7 @@ class RobustDetector:
         # One errstate for the whole block: non-finite features are handled explicitly
         # (scored 1, never learnt) and must not warn on the way.
         with np.errstate(all="ignore"):
-            for rows in _ranks(features.sensor, features.t0_ns):
+            for rows in ranks(features.sensor, features.t0_ns):
                 self._rank(features, rows, st, given, score, conf, top)
         return Scores(score, self.threshold, conf, top, self.name)
 
@@ -332,22 +333,3 @@ def _finite_median(a: _F64) -> _F64:
     with np.errstate(invalid="ignore"):
         med = 0.5 * (lo + hi)
     return np.where(k > 0, med, 0.0)
-
-
-def _ranks(sensor: npt.NDArray[np.uint32], t0: npt.NDArray[np.int64]) -> list[npt.NDArray[np.intp]]:
-    """Row indices grouped by rank: the k-th window (by t0) of every sensor, for k = 0, 1..."""
-    n = sensor.shape[0]
-    if n == 0:
-        return []
-    order = np.lexsort((t0, sensor))
-    s = sensor[order]
-    new = np.empty(n, np.bool_)
-    new[0] = True
-    np.not_equal(s[1:], s[:-1], out=new[1:])
-    if new.all():  # one window per sensor: a single rank
-        return [order]
-    first = np.flatnonzero(new)
-    rank = np.arange(n) - np.repeat(first, np.diff(np.append(first, n)))
-    by_rank = order[np.argsort(rank, kind="stable")]
-    bounds = np.cumsum(np.bincount(rank))
-    return np.split(by_rank, bounds[:-1])

@@ -5,6 +5,7 @@ validator, the pipeline of the given spec with its detectors, the decider), and 
 series are fed side by side in frames of ``rows_per_frame`` rows each, in file order:
 streaming and causal, a row's score is computed before any later row is seen. The
 scores the node computes are taken from its ``score_sink`` and mapped back to rows.
+Summaries are switched off: they feed only the uplink, which a replay does not have.
 
 The replay clock is each file's own timestamps made strictly increasing by the
 smallest step (1 ns) where a file repeats a timestamp or steps back: the validator
@@ -82,6 +83,8 @@ def replay(
         rows_per_frame: rows of each series per frame.
         progress: called as ``progress(stream_index, rows_done)`` after each frame.
     """
+    # Summaries only feed the uplink, which a replay does not have.
+    spec = spec.model_copy(update={"summaries": None})
     catalog = SensorCatalog.of(
         SensorSpec(s.name, s.machine, SensorKind.GENERIC, 1.0) for s in streams
     )

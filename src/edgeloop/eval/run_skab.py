@@ -3,8 +3,9 @@
 Each experiment is a machine of one node with its eight sensors; the pipeline preset
 (``skab`` by default) joins them into one row per time step (``join: machine``). A row
 is an outlier when the node's score reaches the preset's threshold; a change point is
-the first row of each run of outliers (0 -> 1), unless the detector defines its own rule
-(a ``changepoints(is_anomalous)`` method). Outputs follow SKAB's layout:
+the first row of each run of outliers (0 -> 1), unless the detector class defines its own
+rule: a static ``changepoints(scores)`` over one machine's scores in time order. Outputs
+follow SKAB's layout:
 ``<out>/<folder>/<file>.csv`` with ``datetime,anomaly,changepoint`` for every row.
 """
 
@@ -124,7 +125,7 @@ def evaluate_skab(
     for f in files:
         score = result.scores.get(first[f.name], np.zeros(len(f.timestamps)))
         anomaly[f.name] = score >= result.threshold
-        cps[f.name] = rule(anomaly[f.name])
+        cps[f.name] = rule(score) if rule is not None else rising_edges(anomaly[f.name])
     if out_dir is not None:
         write_skab_results(Path(out_dir), files, anomaly, cps)
     return SkabEval(
@@ -145,8 +146,8 @@ def _per_file(progress: Callable[[int, int], None], k: int) -> Callable[[int, in
     return each
 
 
-def _changepoint_rule(spec: PipelineSpec) -> Callable[[Bool], Bool]:
-    """The detector's own ``changepoints`` rule when its class has one, else rising edges."""
+def _changepoint_rule(spec: PipelineSpec) -> Callable[[npt.NDArray[np.float64]], Bool] | None:
+    """The detector's own ``changepoints(scores)`` rule when its class has one."""
     from edgeloop.detect import registry
     from edgeloop.pipeline.spec import RegisteredDetectorSpec
 
@@ -156,4 +157,4 @@ def _changepoint_rule(spec: PipelineSpec) -> Callable[[Bool], Bool]:
             rule = getattr(cls, "changepoints", None)
             if rule is not None:
                 return rule  # type: ignore[no-any-return]
-    return rising_edges
+    return None

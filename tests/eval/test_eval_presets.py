@@ -1,0 +1,30 @@
+"""The bundled presets on the public benchmarks, through the node code path (issue #3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeloop.eval import skab
+from edgeloop.eval.run_skab import evaluate_skab
+from edgeloop.pipeline.spec import load_preset
+
+DATA = Path(__file__).parents[2].parent / "shared" / "data"
+
+
+def _data(sub: str) -> Path:
+    if not (DATA / sub).is_dir():
+        pytest.fail(f"benchmark data not found at {DATA / sub} (see ../shared/data/README.md)")
+    return DATA / sub
+
+
+def test_skab_preset_beats_the_published_best() -> None:
+    data = _data("skab/data")
+    res = evaluate_skab(data, load_preset("skab"))
+    assert res.files == 17
+    assert res.outliers.f1 >= 0.80  # published best: Conv-AE / MSET 0.78
+    assert res.changepoints.scores["standard"] >= 35.0  # published best: MSCRED 32.42
+    assert res.outliers.tp + res.outliers.fn == sum(
+        int(f.anomaly[skab.FIT_ROWS :].sum()) for f in skab.load_skab(data) if f.anomaly is not None
+    )
