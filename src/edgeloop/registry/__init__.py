@@ -1,7 +1,7 @@
 """Model registry: signed, content-addressed model versions and their deployment history.
 
 * :mod:`~edgeloop.registry.manifest`: artifact ids, :class:`Manifest` and its canonical
-  bytes, manifest diffs. Pure; safe on a gateway.
+  bytes. Pure; safe on a gateway. :mod:`~edgeloop.registry.changes`: manifest diffs.
 * :mod:`~edgeloop.registry.model_registry`: :class:`ModelRegistry`, immutable and
   event-sourced (versions, aliases, promote, rollback, deployment events), for a hub
   store to persist.
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from edgeloop._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from edgeloop.registry.changes import Change, diff
     from edgeloop.registry.manifest import (
         MANIFEST_SCHEMA,
-        Change,
         DataFingerprint,
         InputSchema,
         Manifest,
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
         QuantisationMeasurement,
         artifact_id,
         data_hash,
-        diff,
     )
     from edgeloop.registry.model_registry import (
         CHALLENGER,
@@ -38,8 +37,9 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
+    "Change": "changes",
+    "diff": "changes",
     "MANIFEST_SCHEMA": "manifest",
-    "Change": "manifest",
     "DataFingerprint": "manifest",
     "InputSchema": "manifest",
     "Manifest": "manifest",
@@ -47,7 +47,6 @@ _WHERE = {
     "QuantisationMeasurement": "manifest",
     "artifact_id": "manifest",
     "data_hash": "manifest",
-    "diff": "manifest",
     "CHALLENGER": "model_registry",
     "CHAMPION": "model_registry",
     "DeploymentEvent": "model_registry",

@@ -28,7 +28,8 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from edgeloop.errors import ModelError
-from edgeloop.registry.manifest import Change, Manifest, check_name, diff
+from edgeloop.registry.changes import Change, diff
+from edgeloop.registry.manifest import Manifest, check_name
 from edgeloop.security.signing import PublicKey, Signature, verify_signature
 
 CHAMPION = "champion"
