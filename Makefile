@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/edgeloop demo --report report.json
 
 test: $(STAMP)
+	scripts/ensure-services
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -117,8 +117,14 @@ class IngestService:
         """
         return codec.encode_ack(self.ingest(data))
 
-    def ingest(self, data: bytes) -> Ack:
+    def ingest(self, data: bytes, *, sender: str | None = None) -> Ack:
         """Decode and store one encoded batch; returns the ack (after commit).
+
+        Args:
+            data: the encoded batch.
+            sender: the node the batch came from as far as the transport knows (e.g.
+                the node level of the MQTT topic it was published on). A batch naming
+                another node is refused as forged (dead-lettered, field ``node``).
 
         Raises: as :meth:`handle`.
         """
@@ -127,6 +133,13 @@ class IngestService:
         now_ns = self.clock()
         try:
             batch = codec.decode_batch(data)
+            if sender is not None and batch.node != sender:
+                raise TelemetryError(
+                    "node",
+                    RejectReason.MALFORMED,
+                    f"forged sender: a batch of node {batch.node!r:.200} arrived on the "
+                    f"channel of node {sender!r:.200}",
+                )
             items = [_item(i, e) for i, e in enumerate(batch.entries)]
             report = self.store.ingest_report(
                 batch.node,
@@ -139,7 +152,7 @@ class IngestService:
             )
         except TelemetryError as exc:
             # The batch as a whole is unusable: keep it for inspection, refuse it.
-            self.store.dead_letter(None, exc.reason.value, exc.field, exc.detail, data, now_ns)
+            self.store.dead_letter(sender, exc.reason.value, exc.field, exc.detail, data, now_ns)
             m.batches.labels("bad_batch").inc()
             m.rejects.labels(exc.reason.value).inc()
             raise

@@ -1,0 +1,20 @@
+"""The runnable examples in the transport modules' docstrings stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "edgeloop.transport.topics",
+    "edgeloop.transport.mqtt_session",
+    "edgeloop.transport.mqtt",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
