@@ -16,8 +16,11 @@ from edgeloop.registry import (
     DataFingerprint,
     InputSchema,
     Manifest,
+    ManifestError,
     ModelRegistry,
     artifact_id,
+    choose_quantisation,
+    describe,
 )
 from edgeloop.rollout import measure
 from edgeloop.security import ArtifactMismatchError, PrivateKey, trust, verify_artifact
@@ -144,3 +147,60 @@ def test_side_by_side_evidence_from_two_real_models() -> None:
         champion.threshold,
     )
     assert m.windows == 800 and m.agreements >= 0.95 * 800 and m.score_shift < 0.2
+
+
+def test_describe_writes_the_manifest_of_a_trained_model() -> None:
+    x = windows(1500, 8)
+    x[3, 2] = np.nan  # dropped by fit_model, and by describe alike
+    model = fit_model(x, NAMES, quantile=0.99, group="process")
+    data = to_onnx(model)
+    m = describe(
+        model,
+        data,
+        x,
+        version="p-2",
+        preset="factory",
+        start_ns=T0,
+        end_ns=T0 + 1,
+        source_nodes=["gw2", "gw1"],
+        creator="retrain:drift",
+        created_ns=T0,
+        parent=None,
+        metrics={"recall": 0.98},
+        bins=8,
+    )
+    assert m.artifact == artifact_id(data) and m.training_data.n_rows == 1499
+    assert m.training_data.sha256 == OnnxDetector(data).meta.fingerprint
+    assert m.input_schema == InputSchema(NAMES, "factory", "process")
+    assert m.drift_reference is not None and m.drift_reference.bins == 8
+    assert Manifest.from_bytes(m.canonical_bytes()) == m
+    with pytest.raises(ManifestError, match="is not the model's training data"):
+        describe(
+            model,
+            data,
+            windows(1500, 9),
+            version="p-2",
+            preset="factory",
+            start_ns=T0,
+            end_ns=T0,
+            source_nodes=[],
+            creator="x",
+            created_ns=T0,
+        )
+
+
+def test_int8_is_chosen_only_when_it_gains_without_losing_quality() -> None:
+    base = {"fp32_bytes": 40_000, "fp32_us": 3.0, "metric": "f1", "fp32_quality": 0.95}
+    smaller_same = choose_quantisation(**base, int8_bytes=12_000, int8_us=3.1, int8_quality=0.95)
+    worse = choose_quantisation(**base, int8_bytes=12_000, int8_us=2.0, int8_quality=0.93)
+    no_gain = choose_quantisation(**base, int8_bytes=41_000, int8_us=3.5, int8_quality=0.96)
+    tolerated = choose_quantisation(
+        **base, int8_bytes=12_000, int8_us=2.0, int8_quality=0.94, tolerance=0.01
+    )
+    assert [q.chosen for q in (smaller_same, worse, no_gain, tolerated)] == [
+        "int8",
+        "fp32",
+        "fp32",
+        "int8",
+    ]
+    assert worse.int8_quality == 0.93  # the measurement is kept either way

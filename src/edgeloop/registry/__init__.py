@@ -17,6 +17,7 @@ from edgeloop._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from edgeloop.registry.changes import Change, diff
+    from edgeloop.registry.from_training import choose_quantisation, describe
     from edgeloop.registry.manifest import (
         MANIFEST_SCHEMA,
         DataFingerprint,
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "Change": "changes",
     "diff": "changes",
+    "choose_quantisation": "from_training",
+    "describe": "from_training",
     "MANIFEST_SCHEMA": "manifest",
     "DataFingerprint": "manifest",
     "InputSchema": "manifest",
@@ -70,7 +73,9 @@ __all__ = [
     "QuantisationMeasurement",
     "RegistryError",
     "artifact_id",
+    "choose_quantisation",
     "data_hash",
+    "describe",
     "diff",
 ]
 
