@@ -170,7 +170,7 @@ class NoveltyDetector:
         self._left_ok = tri[None, 1:] > tri[:, None]  # column off + 1 + c vs row j
         self._right_ok = tri[None, :-1] < tri[:, None]  # column off + memory + 1 + c
         self._state = self._empty(max(int(n_sensors), 0))
-        self._pending: tuple[Features, _State] | None = None
+        self._pending: tuple[Features, npt.NDArray[np.intp], _State] | None = None
 
     # -- the Detector protocol -------------------------------------------------------
     def score(self, features: Features) -> Scores:
@@ -180,8 +180,8 @@ class NoveltyDetector:
         committed state is not changed until :meth:`learn`.
         """
         self._check(features)
-        scores, state = self._run(features)
-        self._pending = (features, state)
+        scores, sensors, part = self._run(features)
+        self._pending = (features, sensors, part)
         return scores
 
     def learn(self, features: Features, scores: Scores) -> None:
@@ -197,9 +197,10 @@ class NoveltyDetector:
             )
         pending, self._pending = self._pending, None
         if pending is not None and pending[0] is features:
-            self._state = pending[1]
-            return
-        self._state = self._run(features)[1]
+            _, sensors, part = pending
+        else:
+            _, sensors, part = self._run(features)
+        self._state.put(sensors, part)
 
     # -- introspection ----------------------------------------------------------------
     @property
@@ -251,20 +252,20 @@ class NoveltyDetector:
             self._state = new
             self._pending = None
 
-    def _run(self, features: Features) -> tuple[Scores, _State]:
-        """Scores of ``features`` and the state after them (a new object; self unchanged)."""
+    def _run(self, features: Features) -> tuple[Scores, npt.NDArray[np.intp], _State]:
+        """Scores of ``features``, its sensors and their state after it (self unchanged)."""
         n = len(features)
         score = np.zeros(n, np.float32)
         conf = np.zeros(n, np.float32)
         top = np.full(n, self._col, np.int32)
-        state = self._state.take(np.arange(self.n_sensors))  # a copy
         if n == 0:
-            return Scores(score, self.threshold, conf, top, self.name), state
+            none = np.zeros(0, np.intp)
+            return Scores(score, self.threshold, conf, top, self.name), none, self._state.take(none)
         x = features.values[:, self._col].astype(np.float64)
         order = np.lexsort((features.t1_ns, features.sensor))
         sens_sorted = features.sensor[order].astype(np.intp)
         sensors, first, counts = np.unique(sens_sorted, return_index=True, return_counts=True)
-        part = state.take(sensors)
+        part = self._state.take(sensors)  # a copy: the committed state is not touched
         with np.errstate(all="ignore"):
             step = self._chunk_rows
             for c0 in range(0, int(counts.max()), step):
@@ -279,8 +280,7 @@ class NoveltyDetector:
                 part.put(active, sub)
                 score[rows[valid]] = s[valid]
                 conf[rows[valid]] = conf_rows[valid]
-        state.put(sensors, part)
-        return Scores(score, self.threshold, conf, top, self.name), state
+        return Scores(score, self.threshold, conf, top, self.name), sensors.astype(np.intp), part
 
     def _chunk(self, st: _State, x: _F64, valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
         """Score a (sensors, width) chunk of rows (``valid`` left-aligned) and learn it in place."""
