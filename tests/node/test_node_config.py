@@ -3,6 +3,7 @@ the file and the path of the offending field. ``resolve_spec`` finds bundled pre
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def test_minimal_yaml_takes_the_defaults(tmp_path: Path) -> None:
 
 def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = load_node_config(write(tmp_path, "node_id: n1\n"))
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.node_id = "other"  # type: ignore[misc]
 
 

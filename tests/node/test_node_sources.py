@@ -475,6 +475,7 @@ def test_csv_rows_rejected_at_the_boundary_are_counted_in_the_node_status(
     """End to end through ``run_node``: bad CSV rows show up in the node's counters."""
     from edgeloop.node.config import parse_node_config
     from edgeloop.node.main import run_node
+    from edgeloop.node.plan import make_plan
 
     csv = tmp_path / "replay.csv"
     csv.write_text(
@@ -493,7 +494,7 @@ def test_csv_rows_rejected_at_the_boundary_are_counted_in_the_node_status(
             "sources": [{"type": "csv", "path": str(csv)}],
         }
     )
-    stats = asyncio.run(run_node(cfg, 1.0, drain_timeout_s=1.0))
+    stats = asyncio.run(run_node(make_plan(cfg), 1.0, drain_timeout_s=1.0))
     assert stats["samples_accepted"] == 2
     rejected = stats["samples_rejected"]
     assert rejected.get("wrong_type") == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -29,10 +31,10 @@ def series(frame: Frame, sim: FactorySim, name: str) -> tuple[np.ndarray, np.nda
 def quiet(cfg: FactoryConfig) -> FactoryConfig:
     """The same floor without process noise, to look at the load-driven signal itself."""
     machines = tuple(
-        m.model_copy(update={"temp_noise": 0.0, "pressure_noise": 0.0, "current_noise": 0.0})
+        dataclasses.replace(m, temp_noise=0.0, pressure_noise=0.0, current_noise=0.0)
         for m in cfg.machines
     )
-    return cfg.model_copy(update={"machines": machines})
+    return dataclasses.replace(cfg, machines=machines)
 
 
 def all_kinds_faults(cfg: FactoryConfig) -> list[FaultSpec]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -20,25 +22,35 @@ def run(
         Path | None, typer.Option(help="Write the node's final counters here as JSON.")
     ] = None,
 ) -> None:
-    """Run a node: sources → pipeline → detect → decide → outbox → uplink."""
-    from edgeloop.node.main import main
+    """Run a node: sources → pipeline → detect → decide → outbox → uplink.
 
-    raise typer.Exit(main(config, duration, stats_out))
+    The node runs as ``python -m edgeloop.node`` in place of this command, so it does
+    not carry the CLI's libraries (a gateway's memory budget is tight).
+    """
+    argv = [sys.executable, "-m", "edgeloop.node", "--config", str(config)]
+    if duration is not None:
+        argv += ["--duration", str(duration)]
+    if stats_out is not None:
+        argv += ["--stats-out", str(stats_out)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 @app.command("check")
 def check(
     config: Annotated[Path, typer.Option("--config", "-c", help="Node config (YAML).")],
 ) -> None:
-    """Validate a node config and its pipeline spec; print what is wrong, field by field."""
+    """Validate a node config, its pipeline spec and its simulated floor; print what is
+    wrong, field by field."""
     from edgeloop.errors import ConfigError
-    from edgeloop.node.build import resolve_spec
     from edgeloop.node.config import load_node_config
+    from edgeloop.node.plan import make_plan
 
     try:
-        cfg = load_node_config(config)
-        spec = resolve_spec(cfg.pipeline)
+        plan = make_plan(load_node_config(config))
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"{config}: ok (node {cfg.node_id}, tier {cfg.tier}, pipeline {spec.name})")
+    cfg = plan.config
+    typer.echo(f"{config}: ok (node {cfg.node_id}, tier {cfg.tier}, pipeline {plan.pipeline.name})")

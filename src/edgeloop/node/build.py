@@ -6,9 +6,8 @@ The one place that turns configuration into objects, so every tier and every ent
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeloop.detect.base import Detector
 from edgeloop.errors import ConfigError
@@ -18,19 +17,26 @@ from edgeloop.node.core import NodeCore
 from edgeloop.outbox.base import OutboxStore
 from edgeloop.outbox.factory import open_outbox
 from edgeloop.pipeline.pipeline import Pipeline
-from edgeloop.pipeline.spec import PipelineSpec, load_spec
+from edgeloop.pipeline.plan import DetectorPlan, PipelinePlan
 from edgeloop.telemetry.frame import SensorCatalog
 from edgeloop.transport.base import Transport
+
+if TYPE_CHECKING:  # validating a spec is a launcher's job (pydantic): imported on use
+    from edgeloop.pipeline.spec import PipelineSpec
 
 
 def preset_path(name: str) -> Path:
     """Path of a bundled pipeline preset (``edgeloop/presets/<name>.yaml``)."""
+    from importlib import resources  # a launcher's step (~1 MB of imports a node skips)
+
     ref = resources.files("edgeloop") / "presets" / f"{name}.yaml"
     return Path(str(ref))
 
 
 def resolve_spec(pipeline: str) -> PipelineSpec:
     """Load a pipeline spec from a YAML path or the name of a bundled preset."""
+    from edgeloop.pipeline.spec import load_spec
+
     p = Path(pipeline)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return load_spec(p)
@@ -40,11 +46,13 @@ def resolve_spec(pipeline: str) -> PipelineSpec:
     return load_spec(preset)
 
 
-def make_detector(entry: Any) -> Detector:
+def make_detector(entry: DetectorPlan) -> Detector:
     """Detector factory for spec entries the pipeline does not build itself (ONNX)."""
     if entry.type == "onnx":
         from edgeloop.detect.onnx_model import OnnxDetector
 
+        if entry.model is None:
+            raise ConfigError("detectors: an onnx detector needs a model path")
         threshold = entry.params.get("threshold")
         return OnnxDetector(Path(entry.model), threshold=threshold, name=entry.name or "onnx")
     raise ConfigError(f"detectors: unknown detector type {entry.type!r}")
@@ -54,8 +62,9 @@ def build_core(
     config: NodeConfig,
     catalog: SensorCatalog,
     actions: ActionRegistry | None = None,
-    spec: PipelineSpec | None = None,
+    spec: PipelinePlan | PipelineSpec | None = None,
 ) -> NodeCore:
+    """The node's core; ``spec`` defaults to resolving ``config.pipeline`` (a launcher)."""
     spec = spec or resolve_spec(config.pipeline)
     pipeline = Pipeline.from_spec(spec, catalog, detector_factory=make_detector)
     return NodeCore(config, catalog, pipeline, actions)

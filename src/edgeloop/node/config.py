@@ -1,128 +1,139 @@
 """Node configuration: one schema for every tier (device, gateway, regional edge).
 
-A tier is configuration, not a different program. Loaded from YAML and validated with
-pydantic; every problem is reported with the path of the field, e.g.
-``uplink.url: required when uplink.kind is 'http'``.
+A tier is configuration, not a different program. The schema is a set of frozen
+dataclasses (see :mod:`edgeloop._plain`): a launcher loads YAML and validates it with
+:func:`load_node_config` / :func:`parse_node_config` (pydantic, imported on first use),
+and every problem is reported with the path of the field, e.g.
+``uplink.url: required when uplink.kind is 'http'``. A running node receives the
+validated config inside a :class:`~edgeloop.node.plan.NodePlan` and imports neither
+pydantic nor yaml.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from annotated_types import Ge, Gt, Le, Lt, MinLen
 
+from edgeloop._plain import FORBID_EXTRA, Discriminated, FieldProblem, validate
 from edgeloop.errors import ConfigError
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_NODE_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-class OutboxConfig(_Model):
+@dataclass(frozen=True, kw_only=True)
+class OutboxConfig:
+    __pydantic_config__ = FORBID_EXTRA
     url: str = "memory://"
-    budget_bytes: int | None = Field(default=None, gt=0)
+    budget_bytes: Annotated[int, Gt(0)] | None = None
 
 
-class UplinkConfig(_Model):
+@dataclass(frozen=True, kw_only=True)
+class UplinkConfig:
+    __pydantic_config__ = FORBID_EXTRA
     kind: Literal["none", "inproc", "http"] = "none"
-    # validate_default: the check below must run when url is left out, and as a field
-    # validator it reports the path ``uplink.url`` (a model validator would say ``uplink``).
-    url: str | None = Field(default=None, validate_default=True)
-    max_batch_bytes: int = Field(default=1 << 20, gt=0)
-    timeout_s: float = Field(default=5.0, gt=0)
-    retry_min_s: float = Field(default=0.05, gt=0)
-    retry_max_s: float = Field(default=2.0, gt=0)
+    url: str | None = None
+    max_batch_bytes: Annotated[int, Gt(0)] = 1 << 20
+    timeout_s: Annotated[float, Gt(0)] = 5.0
+    retry_min_s: Annotated[float, Gt(0)] = 0.05
+    retry_max_s: Annotated[float, Gt(0)] = 2.0
 
-    @field_validator("url")
-    @classmethod
-    def _url_needed(cls, url: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("kind") == "http" and not url:
-            raise ValueError("required when uplink.kind is 'http'")
-        return url
+    def __post_init__(self) -> None:
+        if self.kind == "http" and not self.url:
+            raise FieldProblem("url", "required when uplink.kind is 'http'")
 
 
-class RuleConfig(_Model):
+@dataclass(frozen=True, kw_only=True)
+class RuleConfig:
+    __pydantic_config__ = FORBID_EXTRA
     name: str
-    groups: list[str] = Field(default_factory=list)
-    min_score: float = Field(default=0.0, ge=0.0, le=1.0)
+    groups: list[str] = field(default_factory=list)
+    min_score: Annotated[float, Ge(0.0), Le(1.0)] = 0.0
     severity: Literal["anomaly", "alarm"] = "anomaly"
-    actions: list[str] = Field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
     forward: bool = True
 
 
-class DecideConfig(_Model):
-    min_confidence: float = Field(default=0.99, ge=0.0, le=1.0)
-    clear_after_s: float = Field(default=2.0, ge=0.0)
-    stale_after_s: float = Field(default=1.0, gt=0.0)
-    context_pre_s: float = Field(default=0.5, ge=0.0)
-    context_post_s: float = Field(default=0.25, ge=0.0)
-    rules: list[RuleConfig] = Field(
-        default_factory=lambda: [RuleConfig(name="anomaly")],
-    )
+def _default_rules() -> list[RuleConfig]:
+    return [RuleConfig(name="anomaly")]
 
 
-class SensorConfig(_Model):
-    name: str = Field(min_length=1)
-    machine: str = Field(min_length=1)
+@dataclass(frozen=True, kw_only=True)
+class DecideConfig:
+    __pydantic_config__ = FORBID_EXTRA
+    min_confidence: Annotated[float, Ge(0.0), Le(1.0)] = 0.99
+    clear_after_s: Annotated[float, Ge(0.0)] = 2.0
+    stale_after_s: Annotated[float, Gt(0.0)] = 1.0
+    context_pre_s: Annotated[float, Ge(0.0)] = 0.5
+    context_post_s: Annotated[float, Ge(0.0)] = 0.25
+    rules: list[RuleConfig] = field(default_factory=_default_rules)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SensorConfig:
+    __pydantic_config__ = FORBID_EXTRA
+    name: Annotated[str, MinLen(1)]
+    machine: Annotated[str, MinLen(1)]
     kind: Literal["vibration", "temperature", "pressure", "current", "generic"] = "generic"
-    rate_hz: float = Field(default=1.0, gt=0.0)
+    rate_hz: Annotated[float, Gt(0.0)] = 1.0
     unit: str = ""
 
 
-class SimSourceConfig(_Model):
-    """The factory simulator as a source; ``factory`` and ``faults`` go to ``edgeloop.sim``."""
+@dataclass(frozen=True, kw_only=True)
+class SimSourceConfig:
+    """The factory simulator as a source; ``factory`` and ``faults`` go to ``edgeloop.sim``.
 
+    ``factory`` is ``{"generate": {...}}`` or a full floor (see
+    :func:`edgeloop.sim.build.resolve_floor`); a launcher resolves and validates it into
+    the node's plan.
+    """
+
+    __pydantic_config__ = FORBID_EXTRA
     type: Literal["sim"] = "sim"
     seed: int = 0
-    tick_s: float = Field(default=0.1, gt=0.0)
-    phase_s: float = Field(default=0.0, ge=0.0)
-    factory: dict[str, Any] = Field(default_factory=dict)
-    faults: list[dict[str, Any]] = Field(default_factory=list)
+    tick_s: Annotated[float, Gt(0.0)] = 0.1
+    phase_s: Annotated[float, Ge(0.0)] = 0.0
+    factory: dict[str, Any] = field(default_factory=dict)
+    faults: list[dict[str, Any]] = field(default_factory=list)
 
 
-class CsvSourceConfig(_Model):
+@dataclass(frozen=True, kw_only=True)
+class CsvSourceConfig:
+    __pydantic_config__ = FORBID_EXTRA
     type: Literal["csv"] = "csv"
     path: str
-    speed: float = Field(default=0.0, ge=0.0)
+    speed: Annotated[float, Ge(0.0)] = 0.0
 
 
-class HttpSourceConfig(_Model):
+@dataclass(frozen=True, kw_only=True)
+class HttpSourceConfig:
+    __pydantic_config__ = FORBID_EXTRA
     type: Literal["http"] = "http"
     host: str = "127.0.0.1"
-    port: int = Field(default=0, ge=0, le=65535)
+    port: Annotated[int, Ge(0), Le(65535)] = 0
 
 
 SourceConfig = Annotated[
-    SimSourceConfig | CsvSourceConfig | HttpSourceConfig, Field(discriminator="type")
+    SimSourceConfig | CsvSourceConfig | HttpSourceConfig, Discriminated("type")
 ]
 
 
-class ChaosConfig(_Model):
+@dataclass(frozen=True, kw_only=True)
+class ChaosConfig:
     """Faults injected into the uplink, in seconds from the start of the run."""
 
-    partitions: list[tuple[float, float]] = Field(default_factory=list)
-    ack_loss: float = Field(default=0.0, ge=0.0, lt=1.0)
-    corrupt_samples: float = Field(default=0.0, ge=0.0, lt=1.0)
+    __pydantic_config__ = FORBID_EXTRA
+    partitions: list[tuple[float, float]] = field(default_factory=list)
+    ack_loss: Annotated[float, Ge(0.0), Lt(1.0)] = 0.0
+    corrupt_samples: Annotated[float, Ge(0.0), Lt(1.0)] = 0.0
     seed: int = 0
 
 
-def _one_sim(sources: list[Any]) -> list[Any]:
-    if sum(1 for s in sources if getattr(s, "type", None) == "sim") > 1:
-        raise ValueError("at most one simulator source per node (each simulates a whole floor)")
-    return sources
-
-
-class NodeConfig(_Model):
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
     """Everything a node needs to run.
 
     Attributes:
@@ -132,39 +143,39 @@ class NodeConfig(_Model):
         summary_every_s: cadence of summary uplinks (summaries cover every sample).
     """
 
-    node_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    __pydantic_config__ = FORBID_EXTRA
+    node_id: Annotated[str, MinLen(1)]
     tier: Literal["device", "gateway", "regional"] = "gateway"
     tenant: str = "default"
     parent: str | None = None
     pipeline: str = "factory"
-    summary_every_s: float = Field(default=5.0, gt=0.0)
-    decide: DecideConfig = Field(default_factory=DecideConfig)
-    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
-    uplink: UplinkConfig = Field(default_factory=UplinkConfig)
-    sensors: list[SensorConfig] = Field(default_factory=list)
-    sources: Annotated[list[SourceConfig], AfterValidator(_one_sim)] = Field(default_factory=list)
+    summary_every_s: Annotated[float, Gt(0.0)] = 5.0
+    decide: DecideConfig = field(default_factory=DecideConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    uplink: UplinkConfig = field(default_factory=UplinkConfig)
+    sensors: list[SensorConfig] = field(default_factory=list)
+    sources: list[SourceConfig] = field(default_factory=list)
     chaos: ChaosConfig | None = None
     status_file: str | None = None
 
-
-def format_validation_error(exc: ValidationError, where: str) -> str:
-    lines = [f"{where}: {exc.error_count()} problem(s)"]
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"  {path}: {err['msg']}")
-    return "\n".join(lines)
+    def __post_init__(self) -> None:
+        if not _NODE_ID.match(self.node_id):
+            raise FieldProblem("node_id", f"String should match pattern '{_NODE_ID.pattern}'")
+        if sum(1 for s in self.sources if s.type == "sim") > 1:
+            raise FieldProblem(
+                "sources", "at most one simulator source per node (each simulates a whole floor)"
+            )
 
 
 def parse_node_config(data: Any, where: str = "node config") -> NodeConfig:
     """Validate ``data`` (a mapping) into a :class:`NodeConfig` or raise ConfigError."""
-    try:
-        return NodeConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, where)) from None
+    return validate(NodeConfig, data, where)
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
     """Load a node config from a YAML file; errors name the file and each bad field."""
+    import yaml  # a launcher's dependency: a running node gets its config as a plan
+
     p = Path(path)
     try:
         data = yaml.safe_load(p.read_text())

@@ -1,8 +1,13 @@
 """Entry point of a node process: ``python -m edgeloop.node --config node.yaml``.
 
-Imports only what a node needs (numpy, onnxruntime, the codec, the outbox, the HTTP
-client from the standard library): never scikit-learn, FastAPI or the CLI stack, so a
-gateway stays small (see ``tests/node/test_footprint.py``).
+Imports only what a node needs (numpy, onnxruntime, the codec, the outbox, the uplink):
+never scikit-learn, FastAPI, the CLI stack, pydantic or yaml, so a gateway stays small
+(see ``tests/node/test_node_footprint.py`` and ``docs/footprint.md``).
+
+A node runs a :class:`~edgeloop.node.plan.NodePlan`: ``--plan PLAN.json`` as a launcher
+wrote it, or ``--config node.yaml``, which a short-lived child interpreter validates
+and resolves into a plan first (``--print-plan`` shows it), so the node process itself
+never loads the validation stack.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import gc
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections import deque
@@ -27,7 +33,8 @@ import numpy as np
 from edgeloop.errors import ConfigError, EdgeloopError
 from edgeloop.node.actions import ActionRegistry
 from edgeloop.node.build import build_core, build_outbox, build_transport
-from edgeloop.node.config import NodeConfig, SimSourceConfig, load_node_config
+from edgeloop.node.config import NodeConfig
+from edgeloop.node.plan import NodePlan, plan_from_json
 from edgeloop.node.runtime import NodeRuntime
 from edgeloop.node.sources import csv_source, sim_source
 from edgeloop.telemetry.frame import Frame, SensorCatalog, SensorKind, SensorSpec
@@ -66,23 +73,25 @@ def _catalog(cfg: NodeConfig, sims: list[Any]) -> SensorCatalog:
     return cat
 
 
-def _make_sims(cfg: NodeConfig, start_ns: int) -> list[tuple[SimSourceConfig, Any]]:
-    out = []
-    for src in cfg.sources:
-        if isinstance(src, SimSourceConfig):
-            from edgeloop.sim.build import build_sim
+def _make_sims(plan: NodePlan, start_ns: int) -> list[tuple[Any, Any]]:
+    src = plan.sim
+    if src is None:
+        return []
+    if plan.floor is None:
+        raise ConfigError("plan: the simulator source has no resolved floor")
+    from edgeloop.sim.build import build_sim
 
-            out.append((src, build_sim(src.factory, src.faults, seed=src.seed, start_ns=start_ns)))
-    return out
+    return [(src, build_sim(plan.floor, src.faults, seed=src.seed, start_ns=start_ns))]
 
 
 async def run_node(
-    cfg: NodeConfig,
+    plan: NodePlan,
     duration_s: float | None,
     start_ns: int | None = None,
     drain_timeout_s: float = 30.0,
 ) -> dict[str, Any]:
     """Run the node until ``duration_s`` has passed (or forever); return final stats."""
+    cfg = plan.config
     clock = time.time_ns
     # One worker thread for blocking storage: calls are serialised by the outbox anyway,
     # and each extra thread costs a malloc arena on a small device.
@@ -93,10 +102,10 @@ async def run_node(
     if start > clock():
         await asyncio.sleep((start - clock()) / 1e9)
     until = start + int(duration_s * 1e9) if duration_s is not None else 2**62
-    sims = _make_sims(cfg, start)
+    sims = _make_sims(plan, start)
     catalog = _catalog(cfg, [s for _, s in sims])
     actions = builtin_actions()
-    core = build_core(cfg, catalog, actions)
+    core = build_core(cfg, catalog, actions, spec=plan.pipeline)
     outbox = build_outbox(cfg)
     transport = build_transport(cfg)
     chaos = None
@@ -217,17 +226,62 @@ async def _write_status(runtime: NodeRuntime, path: str | None, every_s: float =
         await asyncio.sleep(every_s)
 
 
+def plan_via_launcher(config: Path) -> NodePlan:
+    """Validate ``config`` in a short-lived child interpreter and read back its plan.
+
+    The child (``--print-plan``) imports pydantic and yaml; this process never does.
+    Costs one interpreter start (about a second) before the node starts.
+    """
+    cmd = [sys.executable, "-m", "edgeloop.node", "--config", str(config), "--print-plan"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode == 2:
+        raise ConfigError(out.stderr.strip().removeprefix("config error: "))
+    if out.returncode != 0:
+        raise EdgeloopError(f"{config}: validation failed: {out.stderr.strip()[-2000:]}")
+    return plan_from_json(out.stdout, where=f"plan of {config}")
+
+
+def print_plan(config: Path) -> int:
+    """Validate ``config`` and print its plan as JSON (a launcher's step)."""
+    from edgeloop.node.config import load_node_config
+    from edgeloop.node.plan import make_plan, plan_to_json
+
+    try:
+        plan = make_plan(load_node_config(config))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    print(plan_to_json(plan))
+    return 0
+
+
+def load_plan(path: Path) -> NodePlan:
+    """Read a plan file written by a launcher."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    return plan_from_json(text, where=str(path))
+
+
 def main(
-    config: Path,
+    config: Path | None,
     duration: float | None,
     stats_out: Path | None,
     start_ns: int | None = None,
     drain_timeout_s: float = 30.0,
+    plan: Path | None = None,
 ) -> int:
+    """Run a node from ``plan`` (a plan file) or ``config`` (YAML, validated first)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        cfg = load_node_config(config)
-        stats = asyncio.run(run_node(cfg, duration, start_ns, drain_timeout_s))
+        if plan is not None:
+            node_plan = load_plan(plan)
+        elif config is not None:
+            node_plan = plan_via_launcher(config)
+        else:
+            raise ConfigError("give a node config (--config) or a plan (--plan)")
+        stats = asyncio.run(run_node(node_plan, duration, start_ns, drain_timeout_s))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -243,7 +297,14 @@ def main(
 
 def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edgeloop.node", description=__doc__)
-    ap.add_argument("--config", "-c", type=Path, required=True)
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--config", "-c", type=Path, help="node config (YAML)")
+    what.add_argument("--plan", type=Path, help="a validated plan (JSON) written by a launcher")
+    ap.add_argument(
+        "--print-plan",
+        action="store_true",
+        help="validate --config, print its plan as JSON and exit",
+    )
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--stats-out", type=Path, default=None)
     ap.add_argument(
@@ -259,4 +320,8 @@ def cli(argv: list[str] | None = None) -> int:
         help="seconds to wait at the end for the hub to acknowledge everything",
     )
     a = ap.parse_args(argv)
-    return main(a.config, a.duration, a.stats_out, a.start_ns, a.drain_timeout)
+    if a.print_plan:
+        if a.config is None:
+            ap.error("--print-plan needs --config")
+        return print_plan(a.config)
+    return main(a.config, a.duration, a.stats_out, a.start_ns, a.drain_timeout, a.plan)

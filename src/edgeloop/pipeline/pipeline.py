@@ -36,13 +36,7 @@ from edgeloop.errors import ConfigError, RejectReason
 from edgeloop.pipeline.aggregate import SummaryAggregator
 from edgeloop.pipeline.features import compute_features, feature_names
 from edgeloop.pipeline.join import Joiner, catalog_layout, joiner_for
-from edgeloop.pipeline.spec import (
-    OnnxDetectorSpec,
-    PipelineSpec,
-    RegisteredDetectorSpec,
-    RobustDetectorSpec,
-    WindowSpec,
-)
+from edgeloop.pipeline.plan import DetectorPlan, PipelinePlan, WindowPlan, plan_of
 from edgeloop.pipeline.stages import Anonymiser, FilterStage
 from edgeloop.pipeline.types import Features, Scores
 from edgeloop.pipeline.windows import Windower, ensure_sorted
@@ -52,9 +46,12 @@ from edgeloop.telemetry.records import SummaryBatch
 if TYPE_CHECKING:  # the detect package imports pipeline.types: no runtime cycle
     from edgeloop.detect.base import Detector
 
+    # The spec's pydantic models are a launcher's business: a node builds from plans.
+    from edgeloop.pipeline.spec import PipelineSpec, WindowSpec
+
 __all__ = ["DetectorFactory", "Pipeline", "PipelineOutput", "combine_scores", "select_sensors"]
 
-DetectorFactory = Callable[[OnnxDetectorSpec], "Detector"]
+DetectorFactory = Callable[[DetectorPlan], "Detector"]
 """Builds a detector the pipeline does not know itself (e.g. ``type: onnx``)."""
 
 
@@ -85,7 +82,7 @@ class PipelineOutput:
 
 
 def select_sensors(
-    catalog: SensorCatalog, spec: WindowSpec, start: int = 0
+    catalog: SensorCatalog, spec: WindowPlan | WindowSpec, start: int = 0
 ) -> npt.NDArray[np.uint32]:
     """Catalog indices ``>= start`` that belong to the window group ``spec``."""
     kinds = set(spec.kinds)
@@ -152,7 +149,7 @@ def combine_scores(scores: Sequence[Scores]) -> Scores:
 
 @dataclass(slots=True)
 class _Group:
-    spec: WindowSpec
+    spec: WindowPlan
     windower: Windower
     names: tuple[str, ...]
     detectors: list[tuple[str, Detector]]
@@ -167,7 +164,7 @@ class Pipeline:
 
     def __init__(
         self,
-        spec: PipelineSpec,
+        spec: PipelinePlan,
         catalog: SensorCatalog,
         groups: list[_Group],
         filters: list[FilterStage],
@@ -189,7 +186,7 @@ class Pipeline:
     @classmethod
     def from_spec(
         cls,
-        spec: PipelineSpec,
+        spec: PipelinePlan | PipelineSpec,
         catalog: SensorCatalog,
         detector_factory: DetectorFactory | None = None,
         anon_key: bytes | None = None,
@@ -198,7 +195,8 @@ class Pipeline:
         """Compose the stages ``spec`` describes for the sensors of ``catalog``.
 
         Args:
-            spec: a validated spec (see :func:`~edgeloop.pipeline.spec.load_spec`).
+            spec: a validated spec (see :func:`~edgeloop.pipeline.spec.load_spec`) or
+                its plan (:mod:`edgeloop.pipeline.plan`, what a running node gets).
             catalog: the node's sensors; sensors added later join matching groups.
             detector_factory: builds detectors other than ``robust`` (e.g. ONNX).
             anon_key: the anonymisation key; default: ``environ[spec.anonymise.key_env]``.
@@ -207,6 +205,8 @@ class Pipeline:
         Raises:
             ConfigError: a detector type without factory, or a hash without a key.
         """
+        if not isinstance(spec, PipelinePlan):
+            spec = plan_of(spec)
         groups: list[_Group] = []
         for w in spec.windows:
             bands = w.spectrum.bands if w.spectrum else 0
@@ -226,9 +226,9 @@ class Pipeline:
             g = by_name[d.group]
             name = d.name or d.type
             det: Detector
-            if isinstance(d, RobustDetectorSpec):
-                det = RobustDetector(len(catalog), g.names, name=name, **d.params.model_dump())
-            elif isinstance(d, RegisteredDetectorSpec):
+            if d.type == "robust":
+                det = RobustDetector(len(catalog), g.names, name=name, **d.params)
+            elif d.type != "onnx":
                 try:
                     det = build_detector(d.type, len(catalog), g.names, d.params, name)
                 except ConfigError as e:

@@ -31,6 +31,8 @@ import yaml
 from edgeloop.hub.app import create_app
 from edgeloop.hub.server import BackgroundServer
 from edgeloop.hub.store import HubStore
+from edgeloop.node.config import parse_node_config
+from edgeloop.node.plan import make_plan, plan_to_json
 from edgeloop.scenarios import plan as planning
 from edgeloop.scenarios.report import build_report
 from edgeloop.scenarios.training import train_edge_models
@@ -108,8 +110,12 @@ def _run(opts: DemoOptions, workdir: Path, console: Any) -> dict[str, Any]:
                 opts.ack_loss,
                 opts.corrupt_samples,
             )
-            cfg_path = workdir / f"{gw.name}.yaml"
-            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            # The config a human would edit, and the validated plan the gateway runs
+            # (the gateway process then needs neither pydantic nor yaml).
+            (workdir / f"{gw.name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            plan_path = workdir / f"{gw.name}.plan.json"
+            node_plan = make_plan(parse_node_config(cfg, where=f"{gw.name} config"))
+            plan_path.write_text(plan_to_json(node_plan))
             status_files[gw.name] = Path(cfg["status_file"])
             stats_files[gw.name] = workdir / f"{gw.name}.stats.json"
             logs[gw.name] = open(workdir / f"{gw.name}.log", "wb")  # noqa: SIM115
@@ -119,8 +125,8 @@ def _run(opts: DemoOptions, workdir: Path, console: Any) -> dict[str, Any]:
                     sys.executable,
                     "-m",
                     "edgeloop.node",
-                    "--config",
-                    str(cfg_path),
+                    "--plan",
+                    str(plan_path),
                     "--duration",
                     str(opts.duration_s),
                     "--start-ns",

@@ -1,4 +1,4 @@
-"""Build a simulator from plain config data (what a node's YAML carries).
+"""Build a simulator from config data (what a node's YAML carries).
 
 Fault times in config are seconds relative to the run's start, so a plan can be written
 before the start instant is known.
@@ -10,12 +10,30 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edgeloop.errors import ConfigError
-from edgeloop.sim.factory import FactoryConfig, FactorySim
+from edgeloop.sim.config import FactoryConfig
+from edgeloop.sim.factory import FactorySim
 from edgeloop.sim.faults import FaultSpec
 
 
+def resolve_floor(factory: Mapping[str, Any], where: str = "sources.factory") -> FactoryConfig:
+    """The floor a node config describes, validated (a launcher's step; uses pydantic).
+
+    Args:
+        factory: either ``{"generate": {"n_machines": 6, "gateway": "gw1", "seed": 0}}``
+            or a full :class:`FactoryConfig` mapping.
+        where: the config path, for messages.
+    """
+    if "generate" in factory:
+        gen = dict(factory["generate"])
+        try:
+            return FactoryConfig.generate(**gen)
+        except TypeError as exc:
+            raise ConfigError(f"{where}.generate: {exc}") from None
+    return FactoryConfig.parse(dict(factory), where=where)
+
+
 def build_sim(
-    factory: Mapping[str, Any],
+    factory: FactoryConfig | Mapping[str, Any],
     faults: Sequence[Mapping[str, Any]],
     seed: int,
     start_ns: int,
@@ -23,20 +41,13 @@ def build_sim(
     """A :class:`FactorySim` from config.
 
     Args:
-        factory: either ``{"generate": {"n_machines": 6, "gateway": "gw1", "seed": 0}}``
-            or a full :class:`FactoryConfig` mapping.
+        factory: a validated :class:`FactoryConfig`, or a mapping for
+            :func:`resolve_floor`.
         faults: ``{"kind", "machine", "start_s", "end_s", "sensor"?, "severity"?}`` each.
         seed: simulator seed.
         start_ns: timestamp of the first sample.
     """
-    if "generate" in factory:
-        gen = dict(factory["generate"])
-        try:
-            config = FactoryConfig.generate(**gen)
-        except TypeError as exc:
-            raise ConfigError(f"sources.factory.generate: {exc}") from None
-    else:
-        config = FactoryConfig.parse(dict(factory), where="sources.factory")
+    config = factory if isinstance(factory, FactoryConfig) else resolve_floor(factory)
     specs = []
     for i, f in enumerate(faults):
         try:

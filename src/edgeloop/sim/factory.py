@@ -1,5 +1,8 @@
 """A seeded factory-floor simulator: machines, sensors, load regimes and faults.
 
+The floor itself (machines, rates, load profiles) is described in
+:mod:`edgeloop.sim.config`; this module is the numpy engine that turns it into telemetry.
+
 Each machine has three vibration channels (x, y, z at ``vib_rate_hz``, default 2 kHz)
 and temperature, pressure and motor current (at ``process_rate_hz``, default 10 Hz):
 
@@ -24,15 +27,15 @@ generator. That is what makes :meth:`FactorySim.step` exact for any step size: 1
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeloop.errors import ConfigError
 from edgeloop.sim import faults as fx
+from edgeloop.sim.config import FactoryConfig, LoadProfile, MachineSpec
 from edgeloop.sim.faults import FaultKind, FaultLabel, FaultSpec
+from edgeloop.sim.load import Loads
 from edgeloop.telemetry.frame import (
     SENSOR_DTYPE,
     TS_DTYPE,
@@ -48,6 +51,8 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
 
+__all__ = ["FactoryConfig", "FactorySim", "LoadProfile", "MachineSpec"]
+
 _M64 = (1 << 64) - 1
 _GOLDEN64 = 0x9E3779B97F4A7C15
 _GOLDEN32 = 0x9E3779B9
@@ -56,164 +61,7 @@ _PROCESS = {
     "pressure": (SensorKind.PRESSURE, "bar"),
     "current": (SensorKind.CURRENT, "A"),
 }
-_WANDER_WEIGHTS = (0.5, 0.3, 0.2)
 _CHUNK_ELEMS = 16384
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LoadProfile(_Model):
-    """How a machine's load (0 = idle, 1 = rated) moves over time.
-
-    Load = regime level (plateaus joined by linear ramps of ``ramp_s``) + wander (three
-    slow sinusoids with periods in ``wander_period_s``, peak ``wander``). With
-    ``regimes`` unset, levels are drawn around ``base`` within ``+-regime_span`` and held
-    for a random time in ``regime_every_s``. The default keeps regime changes smaller
-    than the wander a detector sees during its first seconds, so a sound detector does
-    not false-alarm on it; big explicit ``regimes`` (e.g. ``[(0, 0.4), (60, 0.95)]``)
-    produce genuine drift.
-    """
-
-    base: float = Field(default=0.7, ge=0.0, le=1.5)
-    wander: float = Field(default=0.04, ge=0.0, le=0.5)
-    wander_period_s: tuple[float, float] = (5.0, 15.0)
-    regimes: tuple[tuple[float, float], ...] | None = None
-    regime_every_s: tuple[float, float] = (30.0, 90.0)
-    regime_span: float = Field(default=0.01, ge=0.0, le=1.0)
-    ramp_s: float = Field(default=5.0, gt=0.0)
-
-    @field_validator("wander_period_s", "regime_every_s")
-    @classmethod
-    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < v[0] <= v[1]:
-            raise ValueError(f"need 0 < min <= max (got {v})")
-        return v
-
-    @model_validator(mode="after")
-    def _regimes_ordered(self) -> LoadProfile:
-        if self.regimes is not None:
-            if not self.regimes:
-                raise ValueError("regimes: give at least one (at_s, level) or leave unset")
-            prev = -np.inf
-            for i, (at, level) in enumerate(self.regimes):
-                if at < 0 or not 0 <= level <= 1.5:
-                    raise ValueError(f"regimes[{i}]: need at_s >= 0 and 0 <= level <= 1.5")
-                if at < prev + self.ramp_s:
-                    raise ValueError(f"regimes[{i}]: at_s must be >= previous at_s + ramp_s")
-                prev = at
-        return self
-
-
-class MachineSpec(_Model):
-    """One machine: shaft, vibration signature and process baselines."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
-    shaft_hz: float = Field(default=25.0, gt=0.0)
-    speed_wobble: float = Field(default=0.01, ge=0.0, lt=0.2)
-    wobble_period_s: float = Field(default=17.0, gt=0.0)
-    vib_amp: float = Field(default=0.3, gt=0.0)
-    harmonics: tuple[float, float] = (0.3, 0.12)
-    axis_gain: tuple[float, float, float] = (1.0, 0.8, 0.45)
-    vib_noise: float = Field(default=0.06, ge=0.0)
-    bearing_ratio: float = Field(default=3.58, gt=1.0)
-    resonance_hz: float = Field(default=650.0, gt=0.0)
-    temp_base: float = 35.0
-    temp_gain: float = 10.0
-    temp_tau_s: float = Field(default=40.0, gt=0.0)
-    temp_noise: float = Field(default=0.15, ge=0.0)
-    pressure_base: float = 4.0
-    pressure_gain: float = 1.0
-    pressure_noise: float = Field(default=0.05, ge=0.0)
-    current_base: float = 4.0
-    current_gain: float = 6.0
-    current_noise: float = Field(default=0.25, ge=0.0)
-    load: LoadProfile | None = None
-
-
-class FactoryConfig(_Model):
-    """The floor: machines, sample rates and the default load profile."""
-
-    machines: tuple[MachineSpec, ...] = Field(min_length=1)
-    vib_rate_hz: int = Field(default=2000, gt=0)
-    process_rate_hz: int = Field(default=10, gt=0)
-    load: LoadProfile = Field(default_factory=LoadProfile)
-
-    @field_validator("vib_rate_hz", "process_rate_hz")
-    @classmethod
-    def _integral_period(cls, v: int) -> int:
-        if 1_000_000_000 % v:
-            raise ValueError(f"1e9 / rate must be a whole number of ns (got {v} Hz)")
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> FactoryConfig:
-        names = [m.name for m in self.machines]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"machines: duplicate names {dup}")
-        nyquist = self.vib_rate_hz / 2
-        for i, m in enumerate(self.machines):
-            if max(3 * m.shaft_hz, m.resonance_hz) >= nyquist:
-                raise ValueError(
-                    f"machines[{i}]: 3x shaft_hz and resonance_hz must be below the "
-                    f"vibration Nyquist frequency {nyquist:g} Hz"
-                )
-        return self
-
-    @classmethod
-    def parse(cls, data: Any, where: str = "factory config") -> FactoryConfig:
-        """Validate a mapping (e.g. from YAML); problems raise ConfigError naming each field."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            lines = [f"{where}: {exc.error_count()} problem(s)"]
-            for err in exc.errors():
-                path = ".".join(str(p) for p in err["loc"]) or "(root)"
-                lines.append(f"  {path}: {err['msg']}")
-            raise ConfigError("\n".join(lines)) from None
-
-    @classmethod
-    def generate(
-        cls,
-        n_machines: int = 6,
-        gateway: str = "gw1",
-        seed: int = 0,
-        load: LoadProfile | None = None,
-    ) -> FactoryConfig:
-        """A floor of ``n_machines`` named ``{gateway}.m01`` ... with per-machine variation.
-
-        Shaft speeds are spread over 20-30 Hz; amplitudes, noise and process baselines
-        vary by +-20-30 % around :class:`MachineSpec` defaults.
-        """
-        if n_machines < 1:
-            raise ConfigError(f"n_machines: must be >= 1 (got {n_machines})")
-        rng = np.random.default_rng([seed, 0xF10])
-
-        def vary(x: float, rel: float) -> float:
-            return float(x * rng.uniform(1 - rel, 1 + rel))
-
-        machines = [
-            MachineSpec(
-                name=f"{gateway}.m{i + 1:02d}",
-                shaft_hz=round(float(rng.uniform(20.0, 30.0)), 2),
-                vib_amp=vary(0.3, 0.3),
-                vib_noise=vary(0.06, 0.2),
-                harmonics=(vary(0.3, 0.3), vary(0.12, 0.3)),
-                bearing_ratio=vary(3.58, 0.05),
-                resonance_hz=float(rng.uniform(550.0, 800.0)),
-                temp_base=float(rng.uniform(30.0, 40.0)),
-                temp_gain=vary(10.0, 0.2),
-                temp_tau_s=vary(40.0, 0.25),
-                pressure_base=vary(4.0, 0.2),
-                pressure_gain=vary(1.0, 0.2),
-                current_base=vary(4.0, 0.2),
-                current_gain=vary(6.0, 0.2),
-            )
-            for i in range(n_machines)
-        ]
-        return cls(machines=tuple(machines), load=load or LoadProfile())
 
 
 # --- counter-based noise ------------------------------------------------------------------
@@ -258,132 +106,6 @@ class _Noise:
         x = _hash32(base[None, :] + keys[:, None])
         out: F32 = np.take(self.table, x >> np.uint32(16))
         return out
-
-
-# --- load ----------------------------------------------------------------------------------
-
-
-class _Regimes:
-    """One machine's regime level: plateaus joined by linear ramps, and its first-order
-    response at each breakpoint.
-
-    Breakpoints are generated lazily, in order, from the machine's own generator, so they
-    do not depend on how far ahead a step looks. The first-order response to a linear
-    segment has a closed form, so the state at each breakpoint is computed once.
-    """
-
-    def __init__(self, profile: LoadProfile, tau_s: float, rng: np.random.Generator) -> None:
-        self._p = profile
-        self._tau = tau_s
-        self._rng = rng
-        self._pending = list(profile.regimes or ())
-        if self._pending and self._pending[0][0] == 0:
-            level = self._pending.pop(0)[1]
-        elif profile.regimes is not None:
-            level = profile.base
-        else:
-            level = self._draw()
-        # Start in steady state: no warm-up transient for detectors to trip on.
-        self.t, self.u, self.y = [0.0], [level], [level]
-        self.extend_to(0.0)
-
-    def _draw(self) -> float:
-        p = self._p
-        return float(np.clip(p.base + self._rng.uniform(-p.regime_span, p.regime_span), 0, 1.5))
-
-    def _add(self, t: float, u: float) -> None:
-        t0, u0, y0 = self.t[-1], self.u[-1], self.y[-1]
-        mt = (u - u0) / (t - t0) * self._tau
-        self.y.append(float(u - mt + (y0 - u0 + mt) * np.exp(-(t - t0) / self._tau)))
-        self.t.append(t)
-        self.u.append(u)
-
-    def extend_to(self, t_max: float) -> None:
-        """Generate breakpoints until the last one lies beyond ``t_max``."""
-        p = self._p
-        while self.t[-1] <= t_max:
-            level = self.u[-1]
-            if p.regimes is None:
-                self._add(self.t[-1] + float(self._rng.uniform(*p.regime_every_s)), level)
-                self._add(self.t[-1] + p.ramp_s, self._draw())
-            elif self._pending:
-                at, new = self._pending.pop(0)
-                if at > self.t[-1]:
-                    self._add(at, level)
-                self._add(at + p.ramp_s, new)
-            else:  # constant after the last explicit regime; fixed knots, whatever t_max
-                self._add(self.t[-1] + 1e4, level)
-
-
-class _Loads:
-    """Load of every machine, and its first-order response, vectorised over machines.
-
-    Load = regime level (piecewise linear, :class:`_Regimes`) + wander (three sinusoids).
-    The response of the regime part is the closed form per linear segment; that of each
-    sinusoid is its steady state (gain and delay of a first-order lag).
-    """
-
-    def __init__(self, profiles: Sequence[LoadProfile], taus: F64, seed: int) -> None:
-        self._regimes = [
-            _Regimes(p, float(tau), np.random.default_rng([seed, 1, i]))
-            for i, (p, tau) in enumerate(zip(profiles, taus, strict=True))
-        ]
-        self._tau = taus[:, None]
-        self._horizon = -np.inf
-        rng = np.random.default_rng([seed, 2])
-        lo = np.array([p.wander_period_s[0] for p in profiles])[:, None]
-        hi = np.array([p.wander_period_s[1] for p in profiles])[:, None]
-        hz = 1.0 / rng.uniform(lo, hi, size=(len(profiles), 3))
-        wander = np.array([p.wander for p in profiles])[:, None]
-        omega_tau = 2 * np.pi * hz * taus[:, None]
-        self._hz = hz[:, :, None]
-        self._cyc0 = rng.uniform(0, 1, size=(len(profiles), 3, 1))
-        self._amp = (wander * np.asarray(_WANDER_WEIGHTS))[:, :, None]
-        self._lag_amp = self._amp / np.sqrt(1 + omega_tau**2)[:, :, None]
-        self._lag_cyc = (np.arctan(omega_tau) / (2 * np.pi))[:, :, None]
-
-    def _segments(self, t: F64) -> tuple[F64, F64, F64, F64]:
-        """Per machine and time: segment start, level and response there, and slope."""
-        if t[-1] >= self._horizon:
-            for r in self._regimes:
-                r.extend_to(float(t[-1]))
-            self._horizon = min(r.t[-1] for r in self._regimes)
-            self._bt = [np.asarray(r.t) for r in self._regimes]
-            sizes = np.array([len(r.t) for r in self._regimes])
-            self._row0 = (np.cumsum(sizes) - sizes)[:, None]
-            self._t0, self._u0, self._y0 = (
-                np.concatenate([getattr(r, a) for r in self._regimes]) for a in "tuy"
-            )
-            dt = np.diff(self._t0, append=np.inf)
-            self._slope = np.where(np.isfinite(dt), np.diff(self._u0, append=0.0) / dt, 0.0)
-        # t >= 0 = first breakpoint and t < last breakpoint: the index is a valid segment.
-        i = np.stack([np.searchsorted(bt, t, side="right") for bt in self._bt])
-        i += self._row0 - 1
-        return self._t0[i], self._u0[i], self._y0[i], self._slope[i]
-
-    def _wander(self, t: F64, amp: F64, shift: F64 | float) -> F64:
-        cyc = self._hz * t + (self._cyc0 - shift)
-        # Reduce in float64, evaluate in float32: float64 sin costs ~8x more.
-        frac = ((cyc - np.floor(cyc)) * (2 * np.pi)).astype(np.float32)
-        out: F64 = (amp * np.sin(frac)).sum(axis=1)
-        return out
-
-    def load(self, t: F64) -> F64:
-        """Load, shape ``(machines, len(t))``, at ascending times ``t >= 0`` (s)."""
-        t0, u0, _, slope = self._segments(t)
-        return u0 + slope * (t - t0) + self._wander(t, self._amp, 0.0)
-
-    def load_and_response(self, t: F64) -> tuple[F64, F64]:
-        """Load and its first-order response (each machine's ``temp_tau_s``)."""
-        t0, u0, y0, slope = self._segments(t)
-        dt = t - t0
-        level = u0 + slope * dt
-        mt = slope * self._tau
-        response = level - mt + (y0 - u0 + mt) * np.exp(-dt / self._tau)
-        return (
-            level + self._wander(t, self._amp, 0.0),
-            response + self._wander(t, self._lag_amp, self._lag_cyc),
-        )
 
 
 # --- the simulator -------------------------------------------------------------------------
@@ -470,7 +192,7 @@ class FactorySim:
         noise = [[m.temp_noise, m.pressure_noise, m.current_noise] for m in ms]
         self._proc_noise = np.array(noise, np.float32).reshape(-1, 1)
         profiles = [m.load or config.load for m in ms]
-        self._loads = _Loads(profiles, col("temp_tau_s")[:, 0], seed)
+        self._loads = Loads(profiles, col("temp_tau_s")[:, 0], seed)
         self._faults: list[FaultSpec] = []
         self._stuck: dict[FaultSpec, np.float32] = {}
         self.emitted = 0
