@@ -16,6 +16,7 @@ from edgeloop.hub.mqtt_ingest import MqttIngest
 from edgeloop.hub.store import HubStore
 from edgeloop.outbox.base import Entry, Priority
 from edgeloop.sim.chaos import wrong_version
+from edgeloop.sim.netproxy import NetProxy
 from edgeloop.telemetry import codec
 from edgeloop.transport.base import Ack, Batch
 from edgeloop.transport.mqtt import MqttTransport
@@ -26,7 +27,7 @@ from edgeloop.transport.mqtt_session import (
     publish_properties,
 )
 from edgeloop.transport.topics import NodeTopics
-from services import MqttProbe
+from services import Mosquitto, MqttProbe
 
 from .conftest import SEC, summary_batch
 
@@ -211,4 +212,53 @@ def test_a_store_failure_acknowledges_nothing_and_the_node_resends(
     ack = asyncio.run(go())
     assert (ack.upto_seq, ack.accepted) == (1, 1)
     assert hub.stats()["store_errors"] == 1 and hub.stats()["stored"] == 1
+    store.close()
+
+
+def test_messages_the_broker_drops_for_a_slow_hub_are_resent_until_committed(
+    private_broker: Callable[..., Mosquitto], tenant: str
+) -> None:
+    """Mosquitto drops QoS 1 messages beyond ``max_queued_messages`` for a subscriber
+    that falls behind, yet PUBACKs them to the publisher. Only the hub's ack tells."""
+    broker = private_broker("max_queued_messages 1")
+    proxy = NetProxy(broker.host, broker.port).start_in_thread()  # between hub and broker
+    store = HubStore("sqlite://")
+    store.create_all()
+    hub = MqttIngest(
+        IngestService(store), proxy.host, proxy.port, group=tenant, tenant=tenant, max_pending=1
+    ).start()
+    nodes = [f"gw{i}" for i in range(5)]
+    sends = dict.fromkeys(nodes, 0)
+
+    async def node(name: str) -> None:
+        t = MqttTransport(broker.host, broker.port, tenant, name, timeout_s=2.0)
+        for seq in (1, 2):
+            while True:
+                await t.send(batch(name, seq))
+                sends[name] += 1
+                try:  # a fresh iterator each time: a timeout closes the one it cancels
+                    ack = await asyncio.wait_for(anext(aiter(t.receive())), 1.0)
+                except TimeoutError:
+                    continue
+                assert isinstance(ack, Ack)
+                if ack.upto_seq >= seq:
+                    break
+        await t.close()
+
+    async def go() -> None:
+        proxy.stall()  # the hub stops taking messages: the broker queues 1, drops the rest
+        tasks = [asyncio.create_task(node(n)) for n in nodes]
+        while sum(sends.values()) < len(nodes):
+            await asyncio.sleep(0.01)
+        proxy.restore()
+        await asyncio.wait_for(asyncio.gather(*tasks), 120)
+
+    try:
+        asyncio.run(go())
+    finally:
+        hub.stop()
+        proxy.stop_thread()
+    assert sum(sends.values()) > 2 * len(nodes)  # drops were made good by resends
+    assert {n: store.totals()["nodes"][n]["entries"] for n in nodes} == dict.fromkeys(nodes, 2)
+    assert store.duplicate_summary_samples() == 0
     store.close()

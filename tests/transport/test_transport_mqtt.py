@@ -28,8 +28,8 @@ from edgeloop.sim.build import build_sim
 from edgeloop.sim.netproxy import NetProxy
 from edgeloop.telemetry import codec
 from edgeloop.transport.base import Ack
-from edgeloop.transport.mqtt import MqttTransport, publish_size
-from edgeloop.transport.mqtt_session import Correlation, publish_properties
+from edgeloop.transport.mqtt import MqttTransport
+from edgeloop.transport.mqtt_session import Correlation, publish_properties, publish_size
 from edgeloop.transport.topics import NodeTopics
 from services import Mosquitto, MqttProbe
 

@@ -19,7 +19,7 @@ Delivery, step by step:
    dropped and counted (``stale_acks``); yielded watermarks never go down.
 
 A lost connection is a :class:`LinkDown` for ``send`` (pending PUBACKs fail at once).
-paho reconnects in the background (jittered by its exponential back-off) and resumes
+paho reconnects in the background (exponential back-off, jittered per client) and resumes
 the session (``clean_start`` False, ``session_expiry_s``): QoS 1 messages it had not
 had acknowledged go again, acks queued for the node while it was away are delivered.
 Redelivery is harmless: the hub is idempotent on (node, epoch, seq).
@@ -34,6 +34,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -54,6 +55,7 @@ from edgeloop.transport.mqtt_session import (
     correlation_of,
     new_client,
     publish_properties,
+    publish_size,
     user_properties,
 )
 from edgeloop.transport.topics import NodeTopics
@@ -181,8 +183,11 @@ class MqttTransport:
         # publish whose PUBACK timed out keeps its place until the broker answers.
         client.max_inflight_messages_set(self._max_inflight + _CONTROL_SLOTS)
         client.max_queued_messages_set(self._max_inflight + _CONTROL_SLOTS)
-        lo, hi = self._reconnect
-        # paho's back-off arithmetic is plain float math; its annotation says int.
+        # paho backs off exponentially but without jitter: scale the bounds per client
+        # (0.5-1.5x, stable per client id) so a fleet coming back does not stampede.
+        # Its back-off arithmetic is plain float math; its annotation says int.
+        jitter = 0.5 + random.Random(self.client_id).random()
+        lo, hi = (x * jitter for x in self._reconnect)
         client.reconnect_delay_set(min_delay=lo, max_delay=hi)  # type: ignore[arg-type]
         client.will_set(self.topics.presence, b"offline", qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -420,23 +425,4 @@ class MqttTransport:
         }
 
 
-def _varint_len(n: int) -> int:
-    size = 1
-    while n >= 128:
-        n >>= 7
-        size += 1
-    return size
-
-
-def publish_size(topic_len: int, correlation_len: int, payload_len: int) -> int:
-    """Bytes of an MQTT v5 QoS 1 PUBLISH carrying correlation data.
-
-    >>> publish_size(20, 24, 1000)  # 1 + 2 (length) + 2 + 20 + 2 + 1 + 27 + 1000
-    1055
-    """
-    props = 1 + 2 + correlation_len
-    remaining = 2 + topic_len + 2 + _varint_len(props) + props + payload_len
-    return 1 + _varint_len(remaining) + remaining
-
-
-__all__ = ["MAX_PENDING_SENDS", "PAHO_MAX_INFLIGHT", "MqttTransport", "publish_size"]
+__all__ = ["MAX_PENDING_SENDS", "PAHO_MAX_INFLIGHT", "MqttTransport"]

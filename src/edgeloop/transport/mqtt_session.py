@@ -117,6 +117,25 @@ NO_MATCHING_SUBSCRIBERS = 0x10
 """PUBACK reason: the broker took the message but nobody subscribes to its topic."""
 
 
+def _varint_len(n: int) -> int:
+    size = 1
+    while n >= 128:
+        n >>= 7
+        size += 1
+    return size
+
+
+def publish_size(topic_len: int, correlation_len: int, payload_len: int) -> int:
+    """Bytes of an MQTT v5 QoS 1 PUBLISH carrying correlation data.
+
+    >>> publish_size(20, 24, 1000)  # 1 + 2 (length) + 2 + 20 + 2 + 1 + 27 + 1000
+    1055
+    """
+    props = 1 + 2 + correlation_len
+    remaining = 2 + topic_len + 2 + _varint_len(props) + props + payload_len
+    return 1 + _varint_len(remaining) + remaining
+
+
 __all__ = [
     "ERROR_PROPERTY",
     "FIELD_PROPERTY",
@@ -126,5 +145,6 @@ __all__ = [
     "correlation_of",
     "new_client",
     "publish_properties",
+    "publish_size",
     "user_properties",
 ]
