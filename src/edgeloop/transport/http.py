@@ -1,16 +1,21 @@
 """HTTP uplink: POST encoded batches to the hub's ``/v1/ingest``; the reply is the ack.
 
-Uses the standard library's ``http.client`` with one keep-alive connection, run in a
-worker thread, so a gateway does not import an HTTP stack it does not need (footprint).
+A minimal HTTP/1.1 client on asyncio streams with one keep-alive connection: no thread
+hop per batch, and none of ``http.client``'s imports (its header parsing pulls in the
+``email`` package, ~1.4 MB resident in every gateway; ``docs/footprint.md``). It speaks
+exactly what the uplink needs: ``POST`` with a ``Content-Length`` body; replies framed
+by ``Content-Length``, ``chunked`` or the connection's end.
+
 Connection failures, timeouts and 5xx replies raise :class:`LinkDown`; the entries stay
-in the outbox and go again. ``bytes_sent`` counts request line, headers and body of
+in the outbox and go again. A reused connection the server has closed while idle is
+reopened once before giving up. ``bytes_sent`` counts request line, headers and body of
 every attempt, retransmissions included.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
+import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -19,6 +24,12 @@ from edgeloop.telemetry import codec
 from edgeloop.transport.base import Batch, Message
 
 CONTENT_TYPE = "application/x-edgeloop-batch"
+MAX_HEADER_LINES = 100
+MAX_REPLY_BYTES = 1 << 20  # an ack is a few dozen bytes
+
+
+class _Reply(Exception):
+    """The server answered, but not with a usable reply (internal)."""
 
 
 class HttpTransport:
@@ -26,7 +37,8 @@ class HttpTransport:
 
     Args:
         url: base URL of the receiver, e.g. ``http://127.0.0.1:8000``.
-        timeout_s: connect and read timeout per request.
+        timeout_s: connect timeout, and timeout of each request (send and reply).
+        path: the ingest endpoint under ``url``.
     """
 
     def __init__(self, url: str, timeout_s: float = 5.0, path: str = "/v1/ingest") -> None:
@@ -37,7 +49,8 @@ class HttpTransport:
         self._port = parts.port or 80
         self._path = (parts.path.rstrip("/") or "") + path
         self._timeout = timeout_s
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._lock = asyncio.Lock()
         self._acks: asyncio.Queue[Message] = asyncio.Queue()
         self.bytes_sent = 0
         self.batches_sent = 0
@@ -45,47 +58,105 @@ class HttpTransport:
 
     async def send(self, batch: Batch) -> None:
         body = codec.encode_batch(batch)
-        reply = await asyncio.to_thread(self._post, body)
+        head = (
+            f"POST {self._path} HTTP/1.1\r\n"
+            f"Host: {self._host}:{self._port}\r\n"
+            f"Content-Type: {CONTENT_TYPE}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("ascii")
+        async with self._lock:
+            reply = await self._post(head, body)
         await self._acks.put(codec.decode_ack(reply))
 
-    def _post(self, body: bytes) -> bytes:
-        headers = {"Content-Type": CONTENT_TYPE, "Content-Length": str(len(body))}
-        request_line = f"POST {self._path} HTTP/1.1\r\n"
-        head = request_line + f"Host: {self._host}:{self._port}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        self.bytes_sent += len(head) + len(body)
+    async def _post(self, head: bytes, body: bytes) -> bytes:
         self.batches_sent += 1
-        try:
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(
-                    self._host, self._port, timeout=self._timeout
-                )
-            self._conn.request("POST", self._path, body=body, headers=headers)
-            resp = self._conn.getresponse()
-            data = resp.read()
-        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+        for attempt in range(2):
+            reused = self._conn is not None
+            self.bytes_sent += len(head) + len(body)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    status, data, keep = await self._exchange(head, body)
+            except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError, _Reply) as exc:
+                await self._reset()
+                # A kept-alive connection the server closed while idle fails at once:
+                # reopen it once before calling the link down.
+                if attempt == 0 and reused and not isinstance(exc, TimeoutError | _Reply):
+                    continue
+                self.failures += 1
+                raise LinkDown(f"uplink {self._host}:{self._port}: {exc!r}") from None
+            break
+        if not keep:
+            await self._reset()
+        if status >= 500:
             self.failures += 1
-            self._reset()
-            raise LinkDown(f"uplink {self._host}:{self._port}: {exc!r}") from None
-        if resp.status >= 500:
-            self.failures += 1
-            raise LinkDown(f"uplink {self._host}:{self._port}: HTTP {resp.status}")
-        if resp.status != 200:
+            raise LinkDown(f"uplink {self._host}:{self._port}: HTTP {status}")
+        if status != 200:
             self.failures += 1
             raise TransportError(
-                f"uplink {self._host}:{self._port} refused the batch: HTTP {resp.status} "
-                f"{data[:300]!r}"
+                f"uplink {self._host}:{self._port} refused the batch: HTTP {status} {data[:300]!r}"
             )
         return data
 
-    def _reset(self) -> None:
+    async def _exchange(self, head: bytes, body: bytes) -> tuple[int, bytes, bool]:
+        """One request on the (re)opened connection: status, body, keep-alive."""
+        if self._conn is None:
+            self._conn = await asyncio.open_connection(self._host, self._port)
+        reader, writer = self._conn
+        writer.write(head)
+        writer.write(body)
+        await writer.drain()
+        status_line = await reader.readline()
+        if not status_line:
+            raise asyncio.IncompleteReadError(b"", None)
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise _Reply(f"bad status line {status_line[:80]!r}")
+        headers: dict[bytes, bytes] = {}
+        for _ in range(MAX_HEADER_LINES):
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+        else:
+            raise _Reply("too many header lines")
+        keep = headers.get(b"connection") != b"close" and parts[0] != b"HTTP/1.0"
+        if headers.get(b"transfer-encoding") == b"chunked":
+            data = await _read_chunked(reader)
+        elif b"content-length" in headers:
+            n = int(headers[b"content-length"])
+            if n > MAX_REPLY_BYTES:
+                raise _Reply(f"reply of {n} bytes")
+            data = await reader.readexactly(n)
+        else:
+            data, keep = await reader.read(MAX_REPLY_BYTES), False
+        return int(parts[1]), data, keep
+
+    async def _reset(self) -> None:
         if self._conn is not None:
-            self._conn.close()
-        self._conn = None
+            writer = self._conn[1]
+            self._conn = None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     async def receive(self) -> AsyncIterator[Message]:
         while True:
             yield await self._acks.get()
 
     async def close(self) -> None:
-        self._reset()
+        await self._reset()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    out = bytearray()
+    while True:
+        size = int((await reader.readline()).split(b";")[0], 16)
+        if size == 0:
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(out)
+        if len(out) + size > MAX_REPLY_BYTES:
+            raise _Reply("chunked reply too large")
+        out += await reader.readexactly(size)
+        await reader.readexactly(2)  # CRLF after each chunk
