@@ -23,7 +23,7 @@ from edgeloop.transport.base import Ack, Batch
 from edgeloop.transport.http import HttpTransport
 from edgeloop.transport.inproc import InProcTransport
 
-from .conftest import SEC, event, summary_batch
+from .conftest import SEC, event, failing_inserts, summary_batch
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers the httpx2 fork for its TestClient; httpx works the same and
@@ -150,19 +150,14 @@ def test_undecodable_batch_is_400_with_a_json_error_and_a_dead_letter(
 def test_store_failure_is_5xx_and_nothing_is_acknowledged(file_store: HubStore) -> None:
     with TestClient(create_app(file_store)) as client:
         assert post(client, "gw1", 0, summaries_entry(1)).upto_seq == 1
-        with file_store.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE TRIGGER fail BEFORE INSERT ON summaries BEGIN SELECT RAISE(ABORT, 'io'); END"
-            )
         body = codec.encode_batch(Batch("gw1", 1, (summaries_entry(2, 10 * SEC),), {}))
-        r = client.post("/v1/ingest", content=body, headers=OCTET)
-        assert r.status_code == 503
-        assert r.json()["error"]["field"] == "store"
-        assert ledger_rows(file_store) == 1
-        assert client.get("/v1/nodes/gw1").json()["watermark"] == 1
-        assert metric(client, "edgeloop_hub_ingest_batches_total", outcome="store_error") == 1
-        with file_store.engine.begin() as conn:
-            conn.exec_driver_sql("DROP TRIGGER fail")
+        with failing_inserts(file_store, "summaries", "io"):
+            r = client.post("/v1/ingest", content=body, headers=OCTET)
+            assert r.status_code == 503
+            assert r.json()["error"]["field"] == "store"
+            assert ledger_rows(file_store) == 1
+            assert client.get("/v1/nodes/gw1").json()["watermark"] == 1
+            assert metric(client, "edgeloop_hub_ingest_batches_total", outcome="store_error") == 1
         ack = codec.decode_ack(client.post("/v1/ingest", content=body, headers=OCTET).content)
         assert (ack.accepted, ack.duplicates, ack.upto_seq) == (1, 0, 2)
 

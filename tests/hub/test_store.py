@@ -18,7 +18,14 @@ from edgeloop.hub.store import DEAD_LETTER_PAYLOAD_CAP, HubStore, IngestItem
 from edgeloop.telemetry.frame import Frame
 from edgeloop.transport.base import Ack
 
-from .conftest import SEC, event, events_item, summaries_item, summary_batch
+from .conftest import (
+    SEC,
+    event,
+    events_item,
+    failing_inserts,
+    summaries_item,
+    summary_batch,
+)
 
 SENSORS = ["m01.vib_x", "m01.temp", "m02.vib_x"]
 
@@ -186,19 +193,16 @@ def test_bad_node_or_seq_raises_before_storing(store: HubStore) -> None:
 
 def test_store_failure_rolls_back_everything_and_raises(file_store: HubStore) -> None:
     file_store.ingest("gw1", 0, _batch_items(1, 1), {"frames": 1}, now_ns=1)
-    with file_store.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TRIGGER fail BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk'); END"
-        )
     items = [*_batch_items(2, 2), events_item(4, [event()])]
-    with pytest.raises(SQLAlchemyError, match="disk"):
-        file_store.ingest("gw1", 1, items, {"frames": 2}, now_ns=2)
-    # Nothing of the failed batch: no ledger rows (a retry is not a duplicate), same mark.
-    assert _count(file_store, t.received) == 1
-    node = file_store.node("gw1")
-    assert node is not None and (node.watermark, node.status, node.batches) == (1, {"frames": 1}, 1)
-    with file_store.engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER fail")
+    with failing_inserts(file_store, "events", "disk"):
+        with pytest.raises(SQLAlchemyError, match="disk"):
+            file_store.ingest("gw1", 1, items, {"frames": 2}, now_ns=2)
+        # Nothing of the failed batch: no ledger rows (a retry is not a duplicate), same mark.
+        assert _count(file_store, t.received) == 1
+        assert _count(file_store, t.summaries) == 6
+        node = file_store.node("gw1")
+        assert node is not None
+        assert (node.watermark, node.status, node.batches) == (1, {"frames": 1}, 1)
     ack = file_store.ingest("gw1", 1, items, {"frames": 2}, now_ns=3)
     assert (ack.accepted, ack.duplicates, ack.upto_seq) == (3, 0, 4)
 
@@ -235,9 +239,10 @@ def test_concurrent_ingest_of_the_same_batch_stores_once(db_url: str) -> None:
         s.close()
 
 
-def test_integrity_error_is_retried_as_a_new_attempt(store: HubStore) -> None:
-    # Make the first ledger insert collide, as if another request had inserted seq 1
-    # between our lookup and our insert (the PostgreSQL race; SQLite serializes writers).
+def test_entry_committed_concurrently_is_a_duplicate_not_a_second_copy(store: HubStore) -> None:
+    # Another request commits seq 1 between our lookup of known entries and our ledger
+    # insert (the PostgreSQL race; SQLite serializes writers): ON CONFLICT DO NOTHING
+    # skips it, its rows are not stored twice, and no retry is needed.
     fired: list[bool] = []
 
     @sa_event.listens_for(store.engine, "before_cursor_execute")
@@ -245,14 +250,36 @@ def test_integrity_error_is_retried_as_a_new_attempt(store: HubStore) -> None:
         if statement.startswith("INSERT INTO received") and not fired:
             fired.append(True)
             cursor.execute(
-                "INSERT INTO received (node, seq, kind, priority, samples, bytes, received_ns,"
-                " rejected) VALUES ('gw1', 1, 'summaries', 1, 0, 0, 0, 0)"
+                "INSERT INTO received (node, epoch, seq, kind, priority, samples, bytes,"
+                " received_ns, rejected) VALUES ('gw1', 0, 1, 'summaries', 1, 0, 0, 0, false)"
             )
 
     ack = store.ingest("gw1", 0, _batch_items(1, 2), {}, now_ns=1)
+    assert fired and store.integrity_retries == 0
+    assert (ack.accepted, ack.duplicates, ack.upto_seq) == (1, 1, 2)
+    assert {s.seq for s in store.summaries()} == {2} and _count(store, t.received) == 2
+
+
+def test_integrity_error_is_retried_as_a_new_attempt(store: HubStore) -> None:
+    # A concurrent first batch of a new epoch inserts the same incarnation row first:
+    # our insert violates its key, the transaction rolls back and the batch is retried
+    # whole (here the second attempt runs without the collision).
+    store.ingest("gw1", 0, _batch_items(1, 1), {}, now_ns=1, epoch=1)
+    fired: list[bool] = []
+
+    @sa_event.listens_for(store.engine, "before_cursor_execute")
+    def collide(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO incarnations") and not fired:
+            fired.append(True)
+            cursor.execute(
+                "INSERT INTO incarnations (node, epoch, watermark, unknown_upto_seq,"
+                " first_seen_ns, last_seen_ns, batches) VALUES ('gw1', 2, 0, 0, 0, 0, 0)"
+            )
+
+    ack = store.ingest("gw1", 0, _batch_items(1, 2), {}, now_ns=2, epoch=2)
     assert fired and store.integrity_retries == 1
-    assert (ack.accepted, ack.upto_seq) == (2, 2)
-    assert len(store.summaries()) == 12 and _count(store, t.received) == 2
+    assert (ack.accepted, ack.duplicates, ack.upto_seq) == (2, 0, 2)
+    assert _count(store, t.received) == 3 and len(store.summaries()) == 18
 
 
 def test_duplicate_summary_samples_finds_a_row_stored_twice(store: HubStore) -> None:
@@ -396,9 +423,10 @@ def test_file_store_persists_across_reopen(db_url: str) -> None:
         {"frames": 4},
     )
     assert reopened.ingest("gw1", 0, _batch_items(1, 2), {}, 3).duplicates == 2
-    with reopened.engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    if reopened.backend == "sqlite":
+        with reopened.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     reopened.close()
 
 

@@ -3,14 +3,21 @@
 ::
 
     nodes ──< incarnations               one row per (node, outbox epoch): its watermark
-    nodes ──< received ──< events        (node, epoch, seq) of every stored row points
-                      ├──< summaries     at the ledger row that admitted it
-                      └──< raw_frames
+    nodes ──< received ··< events        (node, epoch, seq) of every stored row names
+                      ├··< summaries     the ledger row that admitted it
+                      └··< raw_frames
     dead_letters                         payloads that could not be stored, with why
 
+``──<`` is a foreign key; ``··<`` is the same relation kept by the ingest transaction
+instead (data rows are inserted only for the entries its ledger insert admitted, in the
+same transaction): a per-row key check halved PostgreSQL's insert rate (migration 0002).
+The schema is made and changed only by the migrations in ``edgeloop.hub.migrations``;
+``tests/hub/test_migrations.py`` checks that they and these models agree.
+
 ``received`` is the dedupe ledger: its primary key ``(node, epoch, seq)`` is what makes
-ingest idempotent, even between two concurrent requests (the second insert violates the
-key and the batch is retried as duplicates). ``epoch`` is the sending outbox's
+ingest idempotent, even between two concurrent requests (entries are admitted with
+``INSERT ... ON CONFLICT DO NOTHING RETURNING seq``: what another request committed
+first comes back as a duplicate). ``epoch`` is the sending outbox's
 incarnation (``OutboxStats.epoch``, 0 for a sender predating epochs): a node whose
 outbox was replaced numbers from 1 again under a new epoch, and those entries are new,
 not duplicates. Timestamps are ``BigInteger`` nanoseconds since the
@@ -68,10 +75,6 @@ IdType = BigInteger().with_variant(Integer(), "sqlite")
 
 NAME = 256
 """Maximum length of a node, machine, sensor or detector name."""
-
-
-_LEDGER_KEY = ["node", "epoch", "seq"]
-_LEDGER_REF = ["received.node", "received.epoch", "received.seq"]
 
 
 class Base(DeclarativeBase):
@@ -172,7 +175,6 @@ class EventRow(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        ForeignKeyConstraint(_LEDGER_KEY, _LEDGER_REF),
         Index("ix_events_node_t", "node", "t_start_ns"),
         Index("ix_events_machine_t", "machine", "t_start_ns"),
         Index("ix_events_t", "t_start_ns"),
@@ -207,7 +209,6 @@ class SummaryRow(Base):
 
     __tablename__ = "summaries"
     __table_args__ = (
-        ForeignKeyConstraint(_LEDGER_KEY, _LEDGER_REF),
         # Serves the sensor filter and the duplicate check on (node, sensor, t0_ns).
         Index("ix_summaries_sensor_t", "sensor", "t0_ns"),
         Index("ix_summaries_node_sensor_t", "node", "sensor", "t0_ns"),
@@ -232,7 +233,6 @@ class RawFrameRow(Base):
     """Raw samples forwarded as they are (kind ``"frame"``): the encoded frame blob."""
 
     __tablename__ = "raw_frames"
-    __table_args__ = (ForeignKeyConstraint(_LEDGER_KEY, _LEDGER_REF),)
 
     node: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -1,0 +1,98 @@
+"""Engines for the hub store: SQLite (memory or a WAL file) or PostgreSQL via psycopg 3.
+
+Every write transaction of the store is opened with the execution option
+``edgeloop_write=True``; on SQLite it then starts ``BEGIN IMMEDIATE`` (the write lock is
+taken before the first read, so two writers serialize instead of deadlocking on a lock
+upgrade). On PostgreSQL the store locks rows itself (``SELECT ... FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+BACKENDS = ("sqlite", "postgresql")
+"""Database backends the hub store supports."""
+
+
+@dataclass(frozen=True, slots=True)
+class HubEngine:
+    """An engine plus what the store needs to know about it.
+
+    Attributes:
+        engine: the SQLAlchemy engine.
+        backend: ``"sqlite"`` or ``"postgresql"``.
+        lock: held around every use of a connection; a real lock only for an in-memory
+            SQLite database, whose single connection all threads share.
+    """
+
+    engine: Engine
+    backend: str
+    lock: contextlib.AbstractContextManager[Any]
+
+
+def open_engine(url: str, *, echo: bool = False) -> HubEngine:
+    """An engine for ``url`` (``sqlite://``, ``sqlite:///path.db`` or
+    ``postgresql+psycopg://user@host:port/db``).
+
+    Raises:
+        ValueError: the URL names another backend (the message names it).
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"hub database URL {parsed.render_as_string(hide_password=True)!r}: backend "
+            f"{backend!r} is not supported; use one of {BACKENDS}"
+        )
+    if backend == "postgresql":
+        return HubEngine(
+            create_engine(url, echo=echo, pool_pre_ping=True), backend, contextlib.nullcontext()
+        )
+    if parsed.database in (None, "", ":memory:"):
+        # One connection shared by every thread; the lock serializes its use.
+        engine = create_engine(
+            url,
+            echo=echo,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+        )
+        _sqlite_pragmas(engine, wal=False)
+        return HubEngine(engine, backend, threading.RLock())
+    engine = create_engine(
+        url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30.0}
+    )
+    _sqlite_pragmas(engine, wal=True)
+    return HubEngine(engine, backend, contextlib.nullcontext())
+
+
+def _sqlite_pragmas(engine: Engine, *, wal: bool) -> None:
+    """WAL and foreign keys on every connection; SQLAlchemy emits BEGIN itself, so that a
+    write transaction can start ``IMMEDIATE`` (take the write lock before reading)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the driver must not emit BEGIN on its own
+        cur = dbapi_conn.cursor()
+        try:
+            if wal:
+                cur.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL: a commit survives a process crash, not a power loss.
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("edgeloop_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+__all__ = ["BACKENDS", "HubEngine", "open_engine"]

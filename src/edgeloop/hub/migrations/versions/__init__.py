@@ -1,0 +1,1 @@
+"""Revisions of the hub schema, oldest first (Alembic skips this file)."""
