@@ -10,7 +10,6 @@ import pytest
 MODULES = [
     "edgeloop.transport.topics",
     "edgeloop.transport.mqtt_session",
-    "edgeloop.transport.mqtt",
 ]
 
 
