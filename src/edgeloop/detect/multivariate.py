@@ -11,15 +11,14 @@ with ``join: machine``); ``features.sensor`` keys the machine. Per machine:
   the covariance of the smoothed prefix (after ``burn_in`` rows), shrunk towards a
   multiple of the identity (``ridge`` of its mean variance), gives the metric and the
   prefix mean the baseline.
-* **tracking**: a row's distance ``d`` is the Mahalanobis norm of (smoothed row −
-  baseline). The baseline follows the smoothed rows at rate ``track`` while the machine
-  is not in alarm and stands still during an alarm.
-* **latch**: an alarm starts when ``d >= alarm_at``. It ends once ``d`` has stayed below
-  ``release`` × (the largest ``d`` of the alarm) for ``hold`` rows; if ``d`` is still at
-  or above ``alarm_at`` then, a new alarm starts on the same row (the peak restarts). An
-  anomaly often leaves slow sensors (temperatures) displaced after its cause is gone:
-  releasing relative to the alarm's own peak lets the alarm end when the fast part of the
-  deviation does.
+* **scoring**: a row's distance ``d`` is the Mahalanobis norm of (smoothed row −
+  baseline). The baseline follows the smoothed rows at rate ``track`` out of alarm and
+  stands still in alarm. An alarm starts at ``d >= alarm_at`` and ends once ``d`` has
+  stayed below ``release`` × its peak for ``hold`` rows (an anomaly often leaves slow
+  sensors displaced after its cause is gone); what it leaves behind does not start a new
+  alarm until ``d`` rises above it. An alarm that lasts ``settle`` rows is a new operating
+  point: the machine is re-fitted on its recent rows and the alarm ends, so a drift or a
+  lasting change of regime never latches for good. See :mod:`edgeloop.detect.latched_t2`.
 
 The score maps ``d`` to [0, 1] with ``d**2 / (d**2 + alarm_at**2)`` (0.5 at ``alarm_at``),
 raised to at least the threshold 0.5 while the machine is in alarm and kept below it
@@ -29,19 +28,19 @@ contributing most to ``d**2``. A row with a non-finite value scores 1 and is not
 :meth:`MultivariateDetector.changepoints` turns one machine's scores into change points
 (alarm edges, and large jumps of ``d`` inside an alarm).
 
-State is bounded per machine: the fitted scale, metric (k × k) and baseline, the smoothed
-row, the latch, and the prefix buffer (``fit_rows`` × k) only until the fit.
+State is bounded per machine: the scaling, the metric and recent covariance (k × k), a
+few k-vectors and counters, and the prefix buffer (``fit_rows`` × k) only until the fit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from edgeloop.detect.changepoints import alarm_changepoints
+from edgeloop.detect.latched_t2 import Latch, MachineState, fit_prefix, step
 from edgeloop.detect.ranks import ranks
 from edgeloop.errors import ConfigError
 from edgeloop.pipeline.types import Features, Scores
@@ -52,38 +51,11 @@ _F64 = npt.NDArray[np.float64]
 _Bool = npt.NDArray[np.bool_]
 _I64 = npt.NDArray[np.int64]
 
-# The largest float32 below 0.5: a row out of alarm never reaches the threshold.
-_BELOW_HALF = float(np.nextafter(np.float32(0.5), np.float32(0.0)))
-# Variance floor (standardised units) added to the metric so an all-constant prefix
-# still gives an invertible matrix.
-_VAR_FLOOR = 1e-6
 # Change points inside an alarm: d changed by a factor of more than _CP_RATIO over the
 # last _CP_LAG rows, at most one per _CP_REFRACTORY rows.
 _CP_LAG = 20
 _CP_RATIO = 1.5
 _CP_REFRACTORY = 30
-
-
-@dataclass(slots=True)
-class _Track:
-    """The per-machine state that :meth:`MultivariateDetector.score` advances speculatively."""
-
-    seen: _I64  # (M,) rows learned per machine
-    smooth: _F64  # (M, k) EWMA of the standardised rows
-    base: _F64  # (M, k) baseline of the smoothed rows
-    alarm: _Bool  # (M,)
-    peak: _F64  # (M,) largest d of the current alarm
-    below: _I64  # (M,) rows in a row below release * peak
-
-    def copy(self) -> _Track:
-        return _Track(
-            self.seen.copy(),
-            self.smooth.copy(),
-            self.base.copy(),
-            self.alarm.copy(),
-            self.peak.copy(),
-            self.below.copy(),
-        )
 
 
 class MultivariateDetector:
@@ -103,6 +75,8 @@ class MultivariateDetector:
         alarm_at: Mahalanobis distance at which an alarm starts (score 0.5).
         release: an alarm ends below this fraction of its peak distance, in (0, 1).
         hold: ... for this many consecutive rows (>= 1).
+        settle: rows an alarm may last before the machine is re-fitted on its recent rows
+            (the new operating point) and the alarm ends; 0: never (>= 0).
         name: detector name written into :class:`Scores`.
     """
 
@@ -120,6 +94,7 @@ class MultivariateDetector:
         alarm_at: float = 7.0,
         release: float = 0.6,
         hold: int = 20,
+        settle: int = 600,
         name: str = "multivariate",
     ) -> None:
         problems = []
@@ -145,6 +120,8 @@ class MultivariateDetector:
             problems.append(f"release: must be in (0, 1) (got {release})")
         if hold < 1:
             problems.append(f"hold: must be >= 1 (got {hold})")
+        if settle < 0:
+            problems.append(f"settle: must be >= 0 (got {settle})")
         if problems:
             raise ConfigError("multivariate detector: " + "; ".join(problems))
         self.name = name
@@ -159,24 +136,21 @@ class MultivariateDetector:
         self.alarm_at = float(alarm_at)
         self.release = float(release)
         self.hold = int(hold)
+        self.settle = int(settle)
         self.threshold = 0.5
+        self._latch = Latch(
+            self.smooth, self.track, self.ridge, self.burn_in, self.alarm_at, self.release,
+            self.hold, self.settle,
+        )  # fmt: skip
         k = len(self.feature_names)
         self._slot_of = np.full(max(int(n_sensors), 0), -1, np.int64)  # sensor -> machine slot
         self._keys: list[int] = []  # slot -> sensor
-        # Fitted once per machine (written when its prefix is complete, never after).
+        # The scaling, fitted once per machine (written when its prefix is complete).
         self._loc = np.zeros((0, k))
         self._scale = np.ones((0, k))
-        self._metric = np.zeros((0, k, k))  # inverse of the shrunk prefix covariance
         self._prefix: dict[int, _F64] = {}  # slot -> (fit_rows, k) buffer, until the fit
-        self._state = _Track(
-            np.zeros(0, np.int64),
-            np.zeros((0, k)),
-            np.zeros((0, k)),
-            np.zeros(0, np.bool_),
-            np.zeros(0),
-            np.zeros(0, np.int64),
-        )
-        self._pending: tuple[Features, _Bool, _Track] | None = None
+        self._state = MachineState.empty(0, k)
+        self._pending: tuple[Features, _Bool, MachineState] | None = None
 
     # -- the Detector protocol -------------------------------------------------------
     def score(self, features: Features) -> Scores:
@@ -243,11 +217,8 @@ class MultivariateDetector:
     @property
     def state_nbytes(self) -> int:
         """Bytes held in per-machine state (fitted model, tracking state, prefix buffers)."""
-        st = self._state
-        arrays: list[npt.NDArray[np.generic]] = [self._slot_of, self._loc, self._scale]
-        arrays += [self._metric, *self._prefix.values()]
-        arrays += [st.seen, st.smooth, st.base, st.alarm, st.peak, st.below]
-        return sum(a.nbytes for a in arrays)
+        arrays = [self._slot_of, self._loc, self._scale, *self._prefix.values()]
+        return self._state.nbytes + sum(a.nbytes for a in arrays)
 
     # -- internals ----------------------------------------------------------------------
     def _slot(self, sensor: int) -> int:
@@ -283,16 +254,7 @@ class MultivariateDetector:
         self._keys.extend(int(s) for s in sensors)
         self._loc = np.concatenate([self._loc, np.zeros((n, k))])
         self._scale = np.concatenate([self._scale, np.ones((n, k))])
-        self._metric = np.concatenate([self._metric, np.zeros((n, k, k))])
-        st = self._state
-        self._state = _Track(
-            np.concatenate([st.seen, np.zeros(n, np.int64)]),
-            np.concatenate([st.smooth, np.zeros((n, k))]),
-            np.concatenate([st.base, np.zeros((n, k))]),
-            np.concatenate([st.alarm, np.zeros(n, np.bool_)]),
-            np.concatenate([st.peak, np.zeros(n)]),
-            np.concatenate([st.below, np.zeros(n, np.int64)]),
-        )
+        self._state = self._state.extend(MachineState.empty(n, k))
         self._pending = None  # its state copy predates the new machines
 
     def _drop_prefixes(self) -> None:
@@ -304,7 +266,7 @@ class MultivariateDetector:
         self,
         features: Features,
         slots: npt.NDArray[np.intp],
-        st: _Track,
+        st: MachineState,
         given: _Bool | None,
     ) -> Scores:
         """Score and learn ``features`` into ``st``, one rank of rows per machine at a time.
@@ -335,13 +297,15 @@ class MultivariateDetector:
                 if ready.any():
                     r = rows[ready]
                     flags = None if given is None else given[r]
-                    score[r], top[r] = self._step(st, sl[ready], x_all[r], flags)
+                    s = sl[ready]
+                    z = (x_all[r] - self._loc[s]) / self._scale[s]
+                    score[r], top[r] = step(st, s, z, self._latch, flags)
         return Scores(score, self.threshold, conf, top, self.name)
 
-    def _buffer(self, st: _Track, sl: npt.NDArray[np.intp], x: _F64) -> None:
+    def _buffer(self, st: MachineState, sl: npt.NDArray[np.intp], x: _F64) -> None:
         """Buffer prefix rows; machines whose prefix completes are fitted.
 
-        Buffers and fitted values are shared with the speculative state of :meth:`score`:
+        Buffers and the scaling are shared with the speculative state of :meth:`score`:
         a row written there is written again, identically and at the same place, when it
         is learnt.
         """
@@ -356,69 +320,13 @@ class MultivariateDetector:
         if done.size:
             self._fit(st, done)
 
-    def _fit(self, st: _Track, sl: npt.NDArray[np.intp]) -> None:
-        """Scale, metric and baseline of machines ``sl`` from their complete prefixes."""
+    def _fit(self, st: MachineState, sl: npt.NDArray[np.intp]) -> None:
+        """Scaling, metric and baseline of machines ``sl`` from their complete prefixes."""
         buf = np.stack([self._prefix[s] for s in sl.tolist()])  # (m, fit_rows, k)
         loc = np.median(buf, axis=1)
         scale = np.maximum(
             buf.std(axis=1), np.maximum(self.rel_scale * np.abs(loc), self.min_scale)
         )
-        z = (buf - loc[:, None, :]) / scale[:, None, :]
-        sm = np.empty_like(z)
-        cur = z[:, 0].copy()
-        for t in range(self.fit_rows):  # once per machine, not per scored row
-            cur += self.smooth * (z[:, t] - cur)
-            sm[:, t] = cur
-        tail = sm[:, self.burn_in :]
-        base = tail.mean(axis=1)
-        dev = tail - base[:, None, :]
-        cov = np.einsum("mti,mtj->mij", dev, dev) / tail.shape[1]
-        k = cov.shape[1]
-        lift = self.ridge * np.trace(cov, axis1=1, axis2=2) / k + _VAR_FLOOR
-        cov += lift[:, None, None] * np.eye(k)
         self._loc[sl] = loc
         self._scale[sl] = scale
-        self._metric[sl] = np.linalg.inv(cov)
-        st.smooth[sl] = cur
-        st.base[sl] = base
-        st.alarm[sl] = False
-        st.peak[sl] = 0.0
-        st.below[sl] = 0
-
-    def _step(
-        self,
-        st: _Track,
-        sl: npt.NDArray[np.intp],
-        x: _F64,
-        flags: _Bool | None,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int32]]:
-        """One row each of distinct, fitted machines: score, latch, track."""
-        z = (x - self._loc[sl]) / self._scale[sl]
-        sm = st.smooth[sl]
-        sm += self.smooth * (z - sm)
-        r = sm - st.base[sl]
-        u = np.einsum("mij,mj->mi", self._metric[sl], r)
-        contrib = r * u
-        d = np.sqrt(np.maximum(contrib.sum(axis=1), 0.0))
-        alarm, peak, below = st.alarm[sl], st.peak[sl], st.below[sl]
-        peak = np.where(alarm, np.maximum(peak, d), peak)
-        below = np.where(alarm & (d < self.release * peak), below + 1, 0)
-        alarm = alarm & (below < self.hold)
-        start = ~alarm & (d >= self.alarm_at)
-        alarm = alarm | start
-        peak = np.where(start, d, peak)
-        below = np.where(start, 0, below)
-        g = d * d / (d * d + self.alarm_at * self.alarm_at)
-        score = np.where(alarm, np.maximum(g, 0.5), np.minimum(g, _BELOW_HALF))
-        if flags is not None:  # learn() with alarms decided elsewhere
-            fresh = flags & ~st.alarm[sl]
-            peak = np.where(fresh, d, peak)
-            below = np.where(flags & ~fresh, below, 0)
-            alarm = flags
-        st.smooth[sl] = sm
-        st.base[sl] += np.where(alarm, 0.0, self.track)[:, None] * (sm - st.base[sl])
-        st.alarm[sl] = alarm
-        st.peak[sl] = peak
-        st.below[sl] = below
-        st.seen[sl] += 1
-        return score.astype(np.float32), contrib.argmax(axis=1).astype(np.int32)
+        fit_prefix(st, sl, (buf - loc[:, None, :]) / scale[:, None, :], self._latch)
