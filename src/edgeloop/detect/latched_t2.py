@@ -98,17 +98,25 @@ class MachineState:
                    b0.copy(), z1, i0.copy(), i0.copy(), z1.copy())  # fmt: skip
 
     def copy(self) -> MachineState:
-        return MachineState(*(getattr(self, f.name).copy() for f in fields(self)))
+        """A copy to advance speculatively; the home fit is shared, not copied: only the
+        prefix fit writes it, and a re-learnt prefix writes the same values again."""
+        return MachineState(
+            *(getattr(self, n) if n in _SHARED else getattr(self, n).copy() for n in _NAMES)
+        )
 
     def extend(self, other: MachineState) -> MachineState:
         """This state with ``other``'s machines appended."""
         return MachineState(
-            *(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self))
+            *(np.concatenate([getattr(self, n), getattr(other, n)]) for n in _NAMES)
         )
 
     @property
     def nbytes(self) -> int:
-        return sum(int(getattr(self, f.name).nbytes) for f in fields(self))
+        return sum(int(getattr(self, n).nbytes) for n in _NAMES)
+
+
+_NAMES = tuple(f.name for f in fields(MachineState))
+_SHARED = frozenset({"home_base", "home_metric"})
 
 
 def _metric(cov: F64, ridge: float) -> F64:
@@ -181,7 +189,10 @@ def step(
         dv = sm - mean
         mean += w * dv
         st.recent_mean[sl] = mean
-        st.recent_cov[sl] = (1 - w) * (st.recent_cov[sl] + w * dv[:, :, None] * dv[:, None, :])
+        cov = st.recent_cov[sl]
+        cov += dv[:, :, None] * (w * dv)[:, None, :]
+        cov *= 1 - w
+        st.recent_cov[sl] = cov
         _return_home(st, sl, sm, p)
     contrib, d = _distance(st.metric[sl], sm - st.base[sl])
     prev, peak, below, age = st.alarm[sl], st.peak[sl], st.below[sl], st.age[sl]
