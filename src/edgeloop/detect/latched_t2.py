@@ -23,8 +23,8 @@ The latch, in order, on each row of a machine:
    the recent rows (then it goes on, with its peak and age restarted). The recent
    covariance spans the move itself, so the refit is lenient along it: the prefix fit is
    kept as the machine's *home*, and a re-fitted machine that is back within
-   ``alarm_at`` of home (out of alarm) returns to the home fit, so the same fault again
-   alarms as it did the first time.
+   ``alarm_at`` of home returns to the home fit, so the same fault again alarms as it
+   did the first time.
 3. **start**: a new alarm needs ``d >= arm``. ``arm`` is ``alarm_at``, except after an alarm
    ended by release: then it is the ``d`` of that row, relaxing back to ``alarm_at`` at the
    baseline's rate ``track``. A displacement the alarm leaves behind is not a new alarm;
@@ -159,8 +159,9 @@ def _distance(metric: F64, r: F64) -> tuple[F64, F64]:
 
 
 def _return_home(st: MachineState, sl: Idx, sm: F64, p: Latch) -> None:
-    """Re-fitted machines out of alarm whose smoothed row is back near home get the home fit."""
-    away = np.flatnonzero(st.away[sl] & ~st.alarm[sl])
+    """Re-fitted machines whose smoothed row is back near home get the home fit (an alarm
+    they are in then ends by the release rule)."""
+    away = np.flatnonzero(st.away[sl])
     if not away.size:
         return
     s = sl[away]
