@@ -88,7 +88,9 @@ def test_sqlite_splits_only_at_the_parameter_limit(store: HubStore) -> None:
     assert store.totals()["overall"]["samples"] == sum(range(2 * per + 1))
 
 
-def test_json_bytes_and_nulls(store: HubStore) -> None:
+@pytest.mark.parametrize("copies", [1, 40])
+def test_json_bytes_and_nulls(store: HubStore, copies: int) -> None:
+    # 2 rows by unnest on PostgreSQL, 80 by COPY (JSON columns as text).
     _setup(store, 2)
     keys = ("node", "epoch", "seq", "origin", "machine", "sensor", "severity", "t_start_ns",
             "t_end_ns", "detected_ns", "score", "threshold", "detector", "reason", "features",
@@ -100,13 +102,13 @@ def test_json_bytes_and_nulls(store: HubStore) -> None:
         ("gw1", 0, 2, "gw1", "m1", "s", "anomaly", 1, 2, 3, 0.9, None, "d", "r", {}, None, []),
     ]  # fmt: skip
     with store.engine.begin() as conn:
-        bulk.insert_rows(conn, t.events, keys, rows)
-    events = store.events()
-    assert [e.features for e in events] == [features, {}]
-    assert [e.raw_sensors for e in events] == [["a", "b"], []]
-    assert [e.has_raw for e in events] == [True, False]
-    assert store.event_raw(events[0].id) == (b"\x00\xff" * 10, ["a", "b"])
-    assert (events[0].score, events[1].threshold) == (None, None)
+        bulk.insert_rows(conn, t.events, keys, rows * copies)
+    events = store.events(limit=1000)
+    assert [e.features for e in events] == [features, {}] * copies
+    assert [e.raw_sensors for e in events] == [["a", "b"], []] * copies
+    assert [e.has_raw for e in events] == [True, False] * copies
+    assert store.event_raw(events[-2].id) == (b"\x00\xff" * 10, ["a", "b"])
+    assert (events[0].score, events[1].threshold, events[1].score) == (None, None, 0.9)
 
 
 def test_conflicts_skipped_and_only_inserted_rows_returned(store: HubStore) -> None:

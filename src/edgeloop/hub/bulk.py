@@ -1,11 +1,11 @@
 """Batched inserts: all rows of one table in one statement (per backend, its fastest form).
 
 * PostgreSQL: ``COPY t (cols) FROM STDIN (FORMAT BINARY)`` (psycopg 3) for plain inserts of
-  :data:`PG_COPY_MIN_ROWS` rows or more into tables without JSON columns (the bulk of
-  ingest: summary rows), through psycopg's copy writer. Otherwise (conflicts to skip,
-  a column to return, JSON columns, few rows) ``INSERT INTO t (cols) SELECT * FROM
-  unnest(%s::type[], ...)``: the rows travel as one array per column, so the statement
-  and its parameter count do not depend on the number of rows.
+  :data:`PG_COPY_MIN_ROWS` rows or more (the bulk of ingest: summary and event rows),
+  through psycopg's copy writer. Otherwise (conflicts to skip, a column to return, few
+  rows) ``INSERT INTO t (cols) SELECT * FROM unnest(%b::type[], ...)``: the rows travel
+  as one binary array per column, so the statement and its parameter count do not
+  depend on the number of rows.
 * SQLite: a multi-row ``INSERT INTO t (cols) VALUES (?, ...), (?, ...)``, split only
   where SQLite's bound-parameter limit (32,766) requires it.
 
@@ -76,22 +76,16 @@ def insert_rows(
     if missing:
         raise ValueError(f"{table.name}: no column(s) {missing}")
     name = conn.dialect.name
-    if (
-        name == "postgresql"
-        and conn.dialect.driver == "psycopg"
-        and not skip_conflicts
-        and returning is None
-        and len(rows) >= PG_COPY_MIN_ROWS
-        and not any(isinstance(table.c[k].type, JSON) for k in keys)
-    ):
+    rows = _serialise_json(table, keys, rows)
+    psycopg3 = name == "postgresql" and conn.dialect.driver == "psycopg"
+    if psycopg3 and not skip_conflicts and returning is None and len(rows) >= PG_COPY_MIN_ROWS:
         _pg_copy(conn, table, keys, rows)
         return []
-    rows = _serialise_json(table, keys, rows)
     tail = (" ON CONFLICT DO NOTHING" if skip_conflicts else "") + (
         f" RETURNING {_quote(conn, returning)}" if returning else ""
     )
     if name == "postgresql":
-        sql = _pg_sql(conn, table, tuple(keys)) + tail
+        sql = _pg_sql(conn, table, tuple(keys), "%b" if psycopg3 else "%s") + tail
         columns = tuple(list(col) for col in zip(*rows, strict=True))
         result = conn.exec_driver_sql(sql, columns)
         return list(result.scalars()) if returning else []
@@ -134,6 +128,8 @@ def _pg_copy_type(table: Table, key: str) -> str:
 
 
 _PG_COPY_TYPES: tuple[tuple[type[Any], str], ...] = (
+    # JSON values are serialised text by now; json's binary form is its text.
+    (JSON, "text"),
     (Boolean, "bool"),
     (BigInteger, "int8"),
     (Integer, "int4"),
@@ -141,11 +137,12 @@ _PG_COPY_TYPES: tuple[tuple[type[Any], str], ...] = (
     (LargeBinary, "bytea"),
     (String, "text"),
 )
-_PG_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+_PG_SQL: dict[tuple[str, tuple[str, ...], str], str] = {}
 
 
-def _pg_sql(conn: Connection, table: Table, keys: tuple[str, ...]) -> str:
-    cache_key = (table.name, keys)
+def _pg_sql(conn: Connection, table: Table, keys: tuple[str, ...], placeholder: str) -> str:
+    # psycopg 3 takes %b: the arrays travel in binary (no text quoting of each element).
+    cache_key = (table.name, keys, placeholder)
     sql = _PG_SQL.get(cache_key)
     if sql is None:
         arrays, selects = [], []
@@ -153,10 +150,10 @@ def _pg_sql(conn: Connection, table: Table, keys: tuple[str, ...]) -> str:
             column_type = table.c[key].type
             if isinstance(column_type, JSON):
                 # JSON values travel as text (serialised above) and are cast per row.
-                arrays.append("%s::text[]")
+                arrays.append(f"{placeholder}::text[]")
                 selects.append(f"c{i}::json")
             else:
-                arrays.append(f"%s::{column_type.compile(dialect=conn.dialect)}[]")
+                arrays.append(f"{placeholder}::{column_type.compile(dialect=conn.dialect)}[]")
                 selects.append(f"c{i}")
         aliases = ", ".join(f"c{i}" for i in range(len(keys)))
         sql = (

@@ -407,6 +407,27 @@ def summary_rows(node: str, seq: int, batch: SummaryBatch, epoch: int = 0) -> Ro
     return Rows(SUMMARY_KEYS, values, native=True)
 
 
+EVENT_KEYS = (
+    "node",
+    "seq",
+    "epoch",
+    "origin",
+    "machine",
+    "sensor",
+    "severity",
+    "t_start_ns",
+    "t_end_ns",
+    "detected_ns",
+    "score",
+    "threshold",
+    "detector",
+    "reason",
+    "features",
+    "raw",
+    "raw_sensors",
+)
+
+
 def event_rows(
     node: str,
     seq: int,
@@ -414,49 +435,70 @@ def event_rows(
     encode_frame: FrameEncoder,
     epoch: int = 0,
 ) -> Rows:
-    """Rows of ``events``; raw context is re-encoded as one frame blob per event."""
-    rows: list[dict[str, Any]] = []
+    """Rows of ``events`` (columns :data:`EVENT_KEYS`); raw context is re-encoded as one
+    frame blob per event."""
+    rows: list[tuple[Any, ...]] = []
     for i, ev in enumerate(events):
-        where = f"events[{i}]"
         if not isinstance(ev, Event):
-            raise _wrong_type(where, ev, "Event")
+            raise _wrong_type(f"events[{i}]", ev, "Event")
         raw_sensors = tuple(
-            _name(s, f"{where}.raw_sensors[{j}]") for j, s in enumerate(ev.raw_sensors)
+            _ev_name(s, i, f"raw_sensors[{j}]") for j, s in enumerate(ev.raw_sensors)
         )
         blob = None
         if ev.raw is not None and len(ev.raw):
-            _check_indices(ev.raw.sensor, len(raw_sensors), f"{where}.raw.sensor")
+            _check_indices(ev.raw.sensor, len(raw_sensors), f"events[{i}].raw.sensor")
             blob = encode_frame(ev.raw, raw_sensors)
+        severity = ev.severity
         rows.append(
-            {
-                "node": node,
-                "seq": seq,
-                "epoch": epoch,
-                "origin": _name(ev.node, f"{where}.node"),
-                "machine": _name(ev.machine, f"{where}.machine"),
-                "sensor": _name(ev.sensor, f"{where}.sensor"),
-                "severity": _name(
-                    str(getattr(ev.severity, "value", ev.severity)), f"{where}.severity", 16
-                ),
-                "t_start_ns": int64(ev.t_start_ns, f"{where}.t_start_ns"),
-                "t_end_ns": int64(ev.t_end_ns, f"{where}.t_end_ns"),
-                "detected_ns": int64(ev.detected_ns, f"{where}.detected_ns"),
-                "score": _float(ev.score),
-                "threshold": _float(ev.threshold),
-                "detector": _name(ev.detector, f"{where}.detector"),
-                "reason": text(ev.reason),
-                "features": json_safe(dict(ev.features)),
-                "raw": blob,
-                "raw_sensors": list(raw_sensors),
-            }
+            (
+                node,
+                seq,
+                epoch,
+                _ev_name(ev.node, i, "node"),
+                _ev_name(ev.machine, i, "machine"),
+                _ev_name(ev.sensor, i, "sensor"),
+                _ev_name(str(getattr(severity, "value", severity)), i, "severity", 16),
+                _ev_int64(ev.t_start_ns, i, "t_start_ns"),
+                _ev_int64(ev.t_end_ns, i, "t_end_ns"),
+                _ev_int64(ev.detected_ns, i, "detected_ns"),
+                _float(ev.score),
+                _float(ev.threshold),
+                _ev_name(ev.detector, i, "detector"),
+                text(ev.reason),
+                json_safe(dict(ev.features)),
+                blob,
+                list(raw_sensors),
+            )
         )
-    return Rows.of(rows)
+    return Rows(EVENT_KEYS, rows)
+
+
+def _ev_name(value: Any, i: int, attr: str, limit: int = NAME) -> str:
+    # The common case without building the field's name (an f-string per check).
+    if type(value) is str and len(value) <= limit and "\x00" not in value:
+        return value
+    return _name(value, f"events[{i}].{attr}", limit)
+
+
+def _ev_int64(value: Any, i: int, attr: str) -> int:
+    if type(value) is int and -(2**63) <= value < 2**63:
+        return value
+    return int64(value, f"events[{i}].{attr}")
 
 
 def json_safe(value: Any) -> Any:
     """``value`` as plain JSON types: non-finite floats become ``None`` (JSON has no NaN),
-    numpy scalars Python numbers, tuples lists, bytes hex, anything else its ``str``."""
+    numpy scalars Python numbers, tuples lists, bytes hex, anything else its ``str``.
+
+    A flat dict that already is plain (string keys; str, int or finite float values) is
+    returned as it is, not copied."""
     if value is None or isinstance(value, bool | str):
+        return value
+    if type(value) is dict and all(
+        type(k) is str
+        and (type(v) is str or type(v) is int or (type(v) is float and math.isfinite(v)))
+        for k, v in value.items()
+    ):
         return value
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
@@ -532,6 +574,7 @@ def _wrong_type(field: str, value: object, expected: str) -> TelemetryError:
 
 
 __all__ = [
+    "EVENT_KEYS",
     "KINDS",
     "KIND_EVENTS",
     "KIND_FRAME",
