@@ -14,7 +14,7 @@ from sqlalchemy import Connection, insert, select
 
 from edgeloop.hub import schema as t
 from edgeloop.hub.records import StoredDeadLetter
-from edgeloop.hub.schema import text
+from edgeloop.hub.rows import text
 
 DEAD_LETTER_PAYLOAD_CAP = 64 * 1024
 """Bytes of a dead-lettered payload kept for inspection; the original size is recorded."""

@@ -32,7 +32,8 @@ from edgeloop.hub import dead_letters
 from edgeloop.hub import schema as t
 from edgeloop.hub.bulk import insert_rows
 from edgeloop.hub.records import IngestItem
-from edgeloop.hub.schema import FrameEncoder, Rows, int64, rows_for, text
+from edgeloop.hub.rows import Rows, int64, rows_for, text
+from edgeloop.hub.schema import FrameEncoder
 
 LEDGER_KEYS = (
     "node",

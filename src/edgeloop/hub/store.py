@@ -56,7 +56,8 @@ from edgeloop.hub.records import (
     StoredEvent,
     StoredSummary,
 )
-from edgeloop.hub.schema import KIND_EVENTS, KIND_FRAME, KIND_SUMMARIES, FrameEncoder, json_safe
+from edgeloop.hub.rows import json_safe
+from edgeloop.hub.schema import KIND_EVENTS, KIND_FRAME, KIND_SUMMARIES, FrameEncoder
 from edgeloop.telemetry.frame import Frame
 from edgeloop.transport.base import Ack
 
