@@ -174,7 +174,11 @@ def test_bad_parameters_are_all_named() -> None:
             calibration=1,
             z=-1,
             floor=0,
+            cap=0.5,
             range_excess=0,
+            season=-1,
+            season_window=0,
+            season_factor=0,
             refractory=-1,
             warmup=0,
         )
@@ -187,7 +191,11 @@ def test_bad_parameters_are_all_named() -> None:
         "calibration",
         "z",
         "floor",
+        "cap",
         "range_excess",
+        "season",
+        "season_window",
+        "season_factor",
         "refractory",
         "warmup",
     ):
@@ -239,11 +247,12 @@ def test_nab_scores_with_the_preset() -> None:
     fixed = {
         p: nab.score_corpus(scores, corpus, profiles[p], det.threshold).normalised for p in profiles
     }
-    # Measured (board / fixed threshold 0.5): standard 72.56 / 72.02, reward_low_FP_rate
-    # 63.99 / 62.91, reward_low_FN_rate 77.34 / 76.97. Issue #3 asks for >= 76 standard and
-    # ARTime's 65.60 / 79.70 on the other two: this preset does not reach them yet.
-    assert board["standard"] >= 72.0
-    assert board["reward_low_FP_rate"] >= 63.0
-    assert board["reward_low_FN_rate"] >= 76.5
+    # Measured (board / fixed threshold 0.5): standard 77.06 / 76.52, reward_low_FP_rate
+    # 68.32 / 67.23, reward_low_FN_rate 81.97 / 81.61 (56 of 61 windows). Issue #3 asks for
+    # >= 76 standard and ARTime's 65.60 / 79.70 on the other two, with the fixed threshold
+    # within 3 points of the scoreboard's.
+    assert board["standard"] >= 76.0 and fixed["standard"] >= 76.0
+    assert board["reward_low_FP_rate"] > 65.60 and fixed["reward_low_FP_rate"] > 65.60
+    assert board["reward_low_FN_rate"] > 79.70 and fixed["reward_low_FN_rate"] > 79.70
     for p in profiles:
         assert board[p] - fixed[p] <= 3.0
