@@ -18,7 +18,8 @@ with ``join: machine``); ``features.sensor`` keys the machine. Per machine:
   sensors displaced after its cause is gone); what it leaves behind does not start a new
   alarm until ``d`` rises above it. An alarm that lasts ``settle`` rows is a new operating
   point: the machine is re-fitted on its recent rows and the alarm ends, so a drift or a
-  lasting change of regime never latches for good. See :mod:`edgeloop.detect.latched_t2`.
+  lasting change of regime never latches for good; back near its prefix fit ("home"), it
+  gets that fit back. See :mod:`edgeloop.detect.latched_t2`.
 
 The score maps ``d`` to [0, 1] with ``d**2 / (d**2 + alarm_at**2)`` (0.5 at ``alarm_at``),
 raised to at least the threshold 0.5 while the machine is in alarm and kept below it
@@ -28,8 +29,9 @@ contributing most to ``d**2``. A row with a non-finite value scores 1 and is not
 :meth:`MultivariateDetector.changepoints` turns one machine's scores into change points
 (alarm edges, and large jumps of ``d`` inside an alarm).
 
-State is bounded per machine: the scaling, the metric and recent covariance (k × k), a
-few k-vectors and counters, and the prefix buffer (``fit_rows`` × k) only until the fit.
+State is bounded per machine: the scaling, three k × k matrices (metric, home metric,
+recent covariance), a few k-vectors and counters, and the prefix buffer (``fit_rows`` × k)
+only until the fit.
 """
 
 from __future__ import annotations
