@@ -196,3 +196,15 @@ def test_cli_migrate_refusal_is_one_clear_error(tmp_path: Path) -> None:
 def test_cli_migrate_names_an_unsupported_backend() -> None:
     result = CliRunner().invoke(cli, ["hub", "migrate", "--db", "mysql://x@localhost/db"])
     assert result.exit_code == 2 and "not supported" in result.output
+
+
+def test_cli_serve_refuses_a_database_it_cannot_migrate(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _pre_migration_db(url)
+    hub = open_engine(url)
+    with hub.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE nodes ADD COLUMN colour TEXT"))
+    hub.engine.dispose()
+    result = CliRunner().invoke(cli, ["hub", "serve", "--db", url, "--port", "1"])
+    assert result.exit_code == 1
+    assert "nodes columns: missing nothing, extra ['colour']" in result.output

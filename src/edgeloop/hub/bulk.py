@@ -50,6 +50,7 @@ def insert_rows(
     *,
     skip_conflicts: bool = False,
     returning: str | None = None,
+    serialised: bool = False,
 ) -> list[Any]:
     """Insert ``rows`` (tuples in ``keys`` order) into ``table`` in one statement.
 
@@ -60,6 +61,8 @@ def insert_rows(
         skip_conflicts: skip rows that collide with a primary key or unique constraint
             (``ON CONFLICT DO NOTHING``) instead of raising ``IntegrityError``.
         returning: a column to return from every row actually inserted.
+        serialised: the JSON columns of ``rows`` already hold JSON text
+            (``Rows.native``); otherwise their values are serialised here.
 
     Returns:
         the ``returning`` column of the inserted rows, in no particular order (empty
@@ -76,7 +79,8 @@ def insert_rows(
     if missing:
         raise ValueError(f"{table.name}: no column(s) {missing}")
     name = conn.dialect.name
-    rows = _serialise_json(table, keys, rows)
+    if not serialised:
+        rows = _serialise_json(table, keys, rows)
     psycopg3 = name == "postgresql" and conn.dialect.driver == "psycopg"
     if psycopg3 and not skip_conflicts and returning is None and len(rows) >= PG_COPY_MIN_ROWS:
         _pg_copy(conn, table, keys, rows)

@@ -279,12 +279,12 @@ def _admit(conn: Connection, prepared: Sequence[Prepared]) -> list[Prepared]:
 
 def _insert_data(conn: Connection, fresh: Sequence[Prepared]) -> None:
     """One insert per table for the rows of the admitted entries."""
-    by_table: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    by_table: dict[tuple[str, tuple[str, ...], bool], list[tuple[Any, ...]]] = {}
     for p in fresh:
         for name, rows in p.rows.items():
-            by_table.setdefault((name, rows.keys), []).extend(rows.values)
-    for (name, keys), values in by_table.items():
-        insert_rows(conn, t.metadata.tables[name], keys, values)
+            by_table.setdefault((name, rows.keys, rows.native), []).extend(rows.values)
+    for (name, keys, native), values in by_table.items():
+        insert_rows(conn, t.metadata.tables[name], keys, values, serialised=native)
     dead = [tuple(d[k] for k in DEAD_LETTER_KEYS) for p in fresh if (d := p.dead) is not None]
     insert_rows(conn, t.dead_letters, DEAD_LETTER_KEYS, dead)
 

@@ -10,6 +10,7 @@ by column with numpy; only the final zip into row tuples is per row.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from itertools import repeat
@@ -24,25 +25,16 @@ from edgeloop.telemetry.records import Event, SummaryBatch
 
 
 class Rows(NamedTuple):
-    """Rows for one table: column names and one tuple per row, ready for executemany.
+    """Rows for one table: column names and one tuple per row (``bulk.insert_rows``).
 
     ``native`` promises that every value already is a plain DB-API type (``str``,
-    ``int``, ``float``, ``None``), so no SQLAlchemy type processing is needed.
+    ``int``, ``float``, ``bytes``, ``None``) and JSON columns hold their serialised
+    text, so ``edgeloop.hub.bulk`` converts nothing.
     """
 
     keys: tuple[str, ...]
     values: list[tuple[Any, ...]]
     native: bool = False
-
-    def dicts(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.keys, v, strict=True)) for v in self.values]
-
-    @classmethod
-    def of(cls, dicts: Sequence[dict[str, Any]]) -> Rows:
-        if not dicts:
-            return cls((), [])
-        keys = tuple(dicts[0])
-        return cls(keys, [tuple(d[k] for k in keys) for d in dicts])
 
 
 SUMMARY_KEYS = (
@@ -205,12 +197,12 @@ def event_rows(
                 _float(ev.threshold),
                 _ev_name(ev.detector, i, "detector"),
                 text(ev.reason),
-                json_safe(dict(ev.features)),
+                json_text(ev.features),
                 blob,
-                list(raw_sensors),
+                json_text(list(raw_sensors)) if raw_sensors else "[]",
             )
         )
-    return Rows(EVENT_KEYS, rows)
+    return Rows(EVENT_KEYS, rows, native=True)
 
 
 def _ev_name(value: Any, i: int, attr: str, limit: int = NAME) -> str:
@@ -224,6 +216,17 @@ def _ev_int64(value: Any, i: int, attr: str) -> int:
     if type(value) is int and -(2**63) <= value < 2**63:
         return value
     return int64(value, f"events[{i}].{attr}")
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text, the same as ``json.dumps(json_safe(value))``, without
+    copying it first when it already is plain JSON (the common case)."""
+    if not isinstance(value, dict) or all(type(k) is str for k in value):
+        try:
+            return json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            pass  # numpy scalars, NaN, bytes...: convert them first
+    return json.dumps(json_safe(value))
 
 
 def json_safe(value: Any) -> Any:
@@ -320,6 +323,7 @@ __all__ = [
     "event_rows",
     "int64",
     "json_safe",
+    "json_text",
     "rows_for",
     "summary_rows",
     "text",
