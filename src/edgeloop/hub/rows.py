@@ -218,12 +218,17 @@ def _ev_int64(value: Any, i: int, attr: str) -> int:
     return int64(value, f"events[{i}].{attr}")
 
 
+_STRICT_JSON = json.JSONEncoder(
+    allow_nan=False
+)  # built once: json.dumps(allow_nan=...) builds one per call
+
+
 def json_text(value: Any) -> str:
     """``value`` as JSON text, the same as ``json.dumps(json_safe(value))``, without
     copying it first when it already is plain JSON (the common case)."""
     if not isinstance(value, dict) or all(type(k) is str for k in value):
         try:
-            return json.dumps(value, allow_nan=False)
+            return _STRICT_JSON.encode(value)
         except (TypeError, ValueError):
             pass  # numpy scalars, NaN, bytes...: convert them first
     return json.dumps(json_safe(value))
