@@ -39,12 +39,17 @@ FORBIDDEN = (
     "pydantic",
     "pydantic_core",
     "yaml",
+    "annotated_types",
+    # The HTTP uplink is its own small client, not http.client (which pulls in email).
+    "email",
 )
 
-# Issue #2 asks for < 80 MB resident. The total depends on how much of the shared
-# libraries the page cache maps in (see docs/footprint.md); the private part does not.
-RSS_BOUND_MB = 120.0
-PRIVATE_BOUND_MB = 60.0
+# Issue #2 asks for < 80 MB resident. This probe peaks at ~67 MB total / 32 MB private
+# in a long-lived venv; a fresh install maps ~8 MB more of the same shared libraries
+# (page cache, see docs/footprint.md), which the total must absorb. The private part does
+# not depend on the page cache: its bound is the tight one.
+RSS_BOUND_MB = 80.0
+PRIVATE_BOUND_MB = 38.0
 
 # The node exactly as a human starts it: ``python -m edgeloop.node --config node.yaml``
 # (the config is validated in a child interpreter, the node runs the plan).

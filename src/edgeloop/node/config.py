@@ -16,9 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, Le, Lt, MinLen
-
-from edgeloop._plain import FORBID_EXTRA, Discriminated, FieldProblem, validate
+from edgeloop._plain import (
+    FORBID_EXTRA,
+    Discriminated,
+    FieldProblem,
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    MinLen,
+    validate,
+)
 from edgeloop.errors import ConfigError
 
 _NODE_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")

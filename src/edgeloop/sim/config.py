@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
-from annotated_types import Ge, Gt, Le, Lt, MinLen
 
-from edgeloop._plain import FORBID_EXTRA, FieldProblem, validate
+from edgeloop._plain import FORBID_EXTRA, FieldProblem, Ge, Gt, Le, Lt, MinLen, validate
 from edgeloop.errors import ConfigError
 
 __all__ = ["FactoryConfig", "LoadProfile", "MachineSpec"]
