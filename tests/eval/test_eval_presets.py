@@ -36,8 +36,9 @@ def test_nab_preset_scores_and_fixed_threshold_gap() -> None:
     root = _data("nab")
     res = evaluate_nab(root / "data", root / "labels" / "combined_windows.json", load_preset("nab"))
     assert res.files == 31
-    board, fixed = res.scoreboard["standard"], res.fixed["standard"]
-    # Regression guard at today's level (issue #3 asks >= 76; see the issue note).
-    assert board.normalised >= 72.0
-    assert board.normalised - fixed.normalised <= 3.0
-    assert res.scoreboard["reward_low_FN_rate"].normalised >= 76.0
+    board = {p: r.normalised for p, r in res.scoreboard.items()}
+    fixed = {p: r.normalised for p, r in res.fixed.items()}
+    # issue #3: >= 76 standard and above ARTime (74.47 / 65.60 / 79.70) on every profile
+    assert board["standard"] >= 76.0
+    assert board["reward_low_FP_rate"] > 65.60 and board["reward_low_FN_rate"] > 79.70
+    assert board["standard"] - fixed["standard"] <= 3.0

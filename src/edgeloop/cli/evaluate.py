@@ -187,7 +187,10 @@ def skab_cmd(
 
 
 def _throughput(console: Console, j: dict[str, Any]) -> None:
-    parts = [f"node path {j['samples_per_s']:,} samples/s"]
+    parts = [
+        f"node path {j['samples_per_s']:,} samples/s "
+        f"({j['cpu_samples_per_s']:,} per core by CPU time)"
+    ]
     for d, v in (j.get("detector_samples_per_s") or {}).items():
         parts.append(f"{d} {v:,} samples/s")
     console.print("throughput: " + "; ".join(parts))

@@ -55,6 +55,7 @@ class NabEval:
             "scoreboard": {p: one(r) for p, r in self.scoreboard.items()},
             "fixed": {p: one(r) for p, r in self.fixed.items()},
             "samples_per_s": round(self.replay.samples_per_s),
+            "cpu_samples_per_s": round(self.replay.cpu_samples_per_s),
             "detector_samples_per_s": {
                 d: round(self.replay.samples / s) if s > 0 else None
                 for d, s in self.replay.detector_seconds.items()
