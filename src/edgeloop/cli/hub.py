@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -21,17 +22,63 @@ def serve(
     db: Annotated[str, typer.Option(help=DB_HELP)] = "sqlite:///edgeloop-hub.db",
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            help="Also consume node uplinks from the MQTT broker at HOST:PORT "
+            "(shared subscription of --group)."
+        ),
+    ] = None,
+    group: Annotated[
+        str, typer.Option(help="Shared-subscription group: hub replicas of one hub share it.")
+    ] = "hub",
+    instance: Annotated[
+        str, typer.Option(help="This replica's name in the group (unique per replica).")
+    ] = "0",
+    tenant: Annotated[
+        str | None, typer.Option(help="Consume this tenant's nodes only (default: every tenant).")
+    ] = None,
 ) -> None:
     """Serve the hub API (ingest, queries, OpenAPI at /docs) until interrupted.
 
-    The database schema is upgraded to this release's revision first.
+    The database schema is upgraded to this release's revision first. With ``--mqtt``
+    the hub also consumes uplinks from the broker, through the same ingest path as
+    ``POST /v1/ingest`` (so ``/metrics`` counts both).
     """
     import uvicorn
 
     from edgeloop.hub.app import create_app
 
+    broker = _broker(mqtt) if mqtt is not None else None
     store = _open(db)
-    uvicorn.run(create_app(store), host=host, port=port, log_level="warning")
+    app = create_app(store)
+    consumer = None
+    if broker is not None:
+        from edgeloop.errors import ConfigError, TransportError
+        from edgeloop.hub.mqtt_ingest import MqttIngest
+
+        try:
+            consumer = MqttIngest(
+                app.state.ingest,
+                broker[0],
+                broker[1],
+                group=group,
+                instance=instance,
+                tenant=tenant,
+            ).start()
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        except TransportError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end with a clean exit
+    # (status 0) instead, so the consumer below disconnects from the broker too.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        if consumer is not None:
+            consumer.stop()
 
 
 @app.command("migrate")
@@ -63,6 +110,20 @@ def migrate(
         return
     how = " (stamped as the baseline: made before migrations)" if up.stamped else ""
     typer.echo(f"{shown}: {up.before or 'none'} -> {up.after}{how}")
+
+
+def _exit_cleanly(_sig: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _broker(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` of ``--mqtt`` as a pair, or a usage error naming the option."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(
+            f"expected HOST:PORT with a port in 1..65535, got {address!r}", param_hint="--mqtt"
+        )
+    return host, int(port)
 
 
 def _open(db: str) -> HubStore:

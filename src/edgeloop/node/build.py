@@ -83,4 +83,17 @@ def build_transport(config: NodeConfig) -> Transport | None:
 
         assert up.url is not None
         return HttpTransport(up.url, timeout_s=up.timeout_s)
+    if up.kind == "mqtt":
+        # paho-mqtt is imported only by nodes whose uplink is MQTT (docs/footprint.md).
+        from edgeloop.transport.mqtt import MqttTransport
+
+        assert up.host is not None
+        return MqttTransport(
+            up.host,
+            up.port,
+            up.tenant or config.tenant,
+            config.node_id,
+            timeout_s=up.timeout_s,
+            keepalive_s=up.keepalive_s,
+        )
     raise ConfigError("uplink.kind 'inproc' needs a receiver object; build InProcTransport in code")

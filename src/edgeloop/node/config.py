@@ -41,9 +41,20 @@ class OutboxConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class UplinkConfig:
+    """Where the node's outbox drains to.
+
+    ``kind: http`` posts batches to the hub at ``url``; ``kind: mqtt`` publishes them to
+    the broker at ``host:port`` on ``edgeloop/<tenant>/<node_id>/uplink`` (``tenant``
+    defaults to the node's own ``tenant``).
+    """
+
     __pydantic_config__ = FORBID_EXTRA
-    kind: Literal["none", "inproc", "http"] = "none"
+    kind: Literal["none", "inproc", "http", "mqtt"] = "none"
     url: str | None = None
+    host: str | None = None
+    port: Annotated[int, Ge(1), Le(65535)] = 1883
+    tenant: str | None = None
+    keepalive_s: Annotated[int, Gt(0)] = 15
     max_batch_bytes: Annotated[int, Gt(0)] = 1 << 20
     timeout_s: Annotated[float, Gt(0)] = 5.0
     retry_min_s: Annotated[float, Gt(0)] = 0.05
@@ -52,6 +63,8 @@ class UplinkConfig:
     def __post_init__(self) -> None:
         if self.kind == "http" and not self.url:
             raise FieldProblem("url", "required when uplink.kind is 'http'")
+        if self.kind == "mqtt" and not self.host:
+            raise FieldProblem("host", "required when uplink.kind is 'mqtt'")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +182,14 @@ class NodeConfig:
     def __post_init__(self) -> None:
         if not _NODE_ID.match(self.node_id):
             raise FieldProblem("node_id", f"String should match pattern '{_NODE_ID.pattern}'")
+        if self.uplink.kind == "mqtt":
+            from edgeloop.transport.topics import check_name
+
+            where = "uplink.tenant" if self.uplink.tenant else "tenant"
+            try:
+                check_name(where, self.uplink.tenant or self.tenant)
+            except ConfigError as exc:
+                raise FieldProblem(where, str(exc).removeprefix(f"{where}: ")) from None
         if sum(1 for s in self.sources if s.type == "sim") > 1:
             raise FieldProblem(
                 "sources", "at most one simulator source per node (each simulates a whole floor)"
