@@ -22,6 +22,13 @@ def demo(
     ] = 6,
     faults: Annotated[int, typer.Option(min=0, help="Faults to inject.")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of the plan and the simulator.")] = 7,
+    pipeline: Annotated[
+        str,
+        typer.Option(
+            help="Gateway pipeline: a bundled preset (factory, nab, skab) or a YAML path; "
+            "the hub adds its trained models for the groups it knows."
+        ),
+    ] = "factory",
     partition: Annotated[
         str, typer.Option(help="Uplink cut as fractions of the run, 'START,END' or 'none'.")
     ] = "0.4,0.6",
@@ -60,6 +67,7 @@ def demo(
         machines_per_gateway=machines,
         faults=faults,
         seed=seed,
+        pipeline=pipeline,
         partition=part,
         ack_loss=ack_loss,
         corrupt_samples=bad_input,

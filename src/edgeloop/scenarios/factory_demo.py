@@ -47,6 +47,7 @@ class DemoOptions:
     machines_per_gateway: int = 6
     faults: int = 12
     seed: int = 7
+    pipeline: str = "factory"
     partition: tuple[float, float] | None = (0.40, 0.60)
     ack_loss: float = 0.05
     corrupt_samples: float = 2e-5
@@ -88,7 +89,7 @@ def _run(opts: DemoOptions, workdir: Path, console: Any) -> dict[str, Any]:
         partition=opts.partition,
     )
     with console.status("training the edge model on normal operation (hub side) ..."):
-        spec_path = train_edge_models(plan, workdir, seed=opts.seed)
+        spec_path = train_edge_models(plan, workdir, seed=opts.seed, pipeline_name=opts.pipeline)
     store = HubStore(f"sqlite:///{workdir / 'hub.db'}")
     store.create_all()
     server = BackgroundServer(create_app(store)).start()

@@ -71,9 +71,10 @@ def train_edge_models(
     normal 99.9 % quantile: the fleet model is a second opinion for clear departures,
     the per-sensor robust detector handles the fine ones.
     """
-    feats = normal_features(plan, pipeline_name, seconds, seed)
     base = resolve_spec(pipeline_name)
     spec: dict[str, Any] = base.model_dump(mode="json")
+    trained = [w.group for w in base.windows if w.group in MODEL_GROUPS]
+    feats = normal_features(plan, pipeline_name, seconds, seed) if trained else {}
     models_dir = workdir / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     for group in MODEL_GROUPS:
