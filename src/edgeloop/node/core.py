@@ -127,6 +127,10 @@ class NodeCore:
         self._summaries: list[SummaryBatch] = []
         self._next_summary_ns: int | None = None
         self._data_time_ns = 0
+        # Data time through which every accepted sample is covered by the summary rows
+        # of entries returned so far (None before the first): the resume point the
+        # runtime records with them in the outbox (see edgeloop.outbox.base).
+        self.resume_ns: int | None = None
         self.counters = NodeCounters()
         # The latest decisions, for inspection; bounded so a long-running node stays flat.
         self.decisions: deque[Decision] = deque(maxlen=1000)
@@ -291,6 +295,11 @@ class NodeCore:
             return []
         batch = SummaryBatch.concat(self._summaries)
         self._summaries = []
+        if len(batch):
+            # Periods close together for every sensor, so the latest period end in the
+            # entry bounds what is covered (summaries cover every sample exactly once).
+            covered = int(batch.t1_ns.max())
+            self.resume_ns = covered if self.resume_ns is None else max(self.resume_ns, covered)
         if self.pipeline.anonymiser is not None:
             batch = self.pipeline.anonymiser.summary(batch)
         self.counters.summary_entries += 1

@@ -102,11 +102,22 @@ async def run_node(
     if start > clock():
         await asyncio.sleep((start - clock()) / 1e9)
     until = start + int(duration_s * 1e9) if duration_s is not None else 2**62
+    outbox = build_outbox(cfg)
     sims = _make_sims(plan, start)
+    resume_ns = outbox.stats().resume_ns
+    if resume_ns is not None and sims:
+        # A restart (after a crash, kill -9): everything before the resume point is in
+        # the outbox already; the simulator replays the rest, which died in memory.
+        from edgeloop.node.sources import skip_to
+
+        for _, sim in sims:
+            skip_to(sim, min(resume_ns, until))
+        log.info("resuming the simulator at data time %d (from the outbox)", resume_ns)
+    summaries = plan.pipeline.summaries
+    align_ns = int(summaries.period_s * 1e9) if summaries is not None else None
     catalog = _catalog(cfg, [s for _, s in sims])
     actions = builtin_actions()
     core = build_core(cfg, catalog, actions, spec=plan.pipeline)
-    outbox = build_outbox(cfg)
     transport = build_transport(cfg)
     chaos = None
     if cfg.chaos is not None and transport is not None:
@@ -125,7 +136,7 @@ async def run_node(
     tasks: list[asyncio.Task[None]] = []
     corrupted = [0]
     for src_cfg, sim in sims:
-        frames = sim_source(sim, src_cfg.tick_s, until, clock, src_cfg.phase_s)
+        frames = sim_source(sim, src_cfg.tick_s, until, clock, src_cfg.phase_s, align_ns)
         if cfg.chaos is not None and cfg.chaos.corrupt_samples > 0:
             frames = _corrupting(
                 frames, cfg.chaos.corrupt_samples, cfg.chaos.seed, catalog, corrupted
@@ -183,6 +194,7 @@ async def run_node(
         stats["chaos"] = {"blocked": chaos.blocked, "acks_dropped": chaos.acks_dropped}
     stats["latency_samples_ms"] = [x / 1e6 for x in actions.latency.samples()]
     stats["samples_corrupted"] = corrupted[0]
+    stats["resumed_from_ns"] = resume_ns if sims else None
     stats["relay_commands"] = len(actions.relay_log)  # type: ignore[attr-defined]
     stats["faults"] = [
         {"machine": f.machine, "kind": str(f.kind), "start_ns": f.start_ns, "end_ns": f.end_ns}

@@ -112,7 +112,7 @@ class NodeRuntime:
         """Process ``frame`` now and store what must go upstream."""
         arrival = time.perf_counter_ns()
         entries = self.core.process(frame, self.clock(), arrival)
-        await self._store(entries)
+        await self._store(entries, self.core.resume_ns)
 
     async def run_source(self, source: AsyncIterator[Frame]) -> None:
         async for frame in source:
@@ -120,7 +120,8 @@ class NodeRuntime:
 
     async def flush(self) -> None:
         """Emit what the core still holds (open summary periods, pending events)."""
-        await self._store(self.core.flush(self.clock()))
+        entries = self.core.flush(self.clock())
+        await self._store(entries, self.core.resume_ns)
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until every stored entry is acknowledged; ``False`` on timeout."""
@@ -133,9 +134,11 @@ class NodeRuntime:
             await asyncio.sleep(0.02)
         return False
 
-    async def _store(self, entries: list[NewEntry]) -> None:
+    async def _store(self, entries: list[NewEntry], resume_ns: int | None = None) -> None:
+        """Append ``entries`` with the core's resume point in one outbox transaction: a
+        replaying source restarts from it after a crash (``node/main.py``)."""
         if entries:
-            await asyncio.to_thread(self.outbox.append, entries)
+            await asyncio.to_thread(self.outbox.append, entries, resume_ns)
             self._wake.set()
 
     # -- uplink -----------------------------------------------------------------

@@ -30,6 +30,7 @@ async def sim_source(
     until_ns: int,
     clock: Clock = time.time_ns,
     phase_s: float = 0.0,
+    align_ns: int | None = None,
 ) -> AsyncIterator[Frame]:
     """Frames from a simulator paced in real time.
 
@@ -37,16 +38,37 @@ async def sim_source(
     ``t + tick + phase``, the way a sensor buffer hands over its last block (``phase``
     staggers buffers of different devices). A slow consumer catches up without
     skipping data (samples are never dropped by the source).
+
+    With ``align_ns`` (the summary period), a source that is behind by more than the
+    rest of the current period hands over the whole rest at once: the frame ends on a
+    period boundary, so when the node's clock has long passed that period (it catches
+    up after a stall, or replays from a resume point after a restart), the period is
+    complete when it closes and no later sample falls into an emitted period.
     """
     tick_ns = int(tick_s * 1e9)
     phase_ns = int(phase_s * 1e9)
     while sim.now_ns < until_ns:
         step = min(tick_ns, until_ns - sim.now_ns)
+        if align_ns:
+            rest = min(align_ns - sim.now_ns % align_ns, until_ns - sim.now_ns)
+            if rest > step and sim.now_ns + rest + phase_ns <= clock():
+                step = rest
         due = sim.now_ns + step + phase_ns
         wait = (due - clock()) / 1e9
         if wait > 0:
             await asyncio.sleep(wait)
         yield sim.step(step)
+
+
+def skip_to(sim: FactorySim, t_ns: int, chunk_ns: int = 1_000_000_000) -> int:
+    """Advance ``sim`` to ``t_ns`` without handing its samples to anyone (a resumed
+    node replays from its resume point, not from the start); returns the samples
+    skipped. The simulator is a pure function of time, so what follows is exactly what
+    the first run produced from ``t_ns`` on."""
+    skipped = 0
+    while sim.now_ns < t_ns:
+        skipped += len(sim.step(min(chunk_ns, t_ns - sim.now_ns)))
+    return skipped
 
 
 async def csv_source(

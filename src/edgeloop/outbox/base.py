@@ -19,6 +19,15 @@ implementation (see ``tests/outbox/outbox_contract.py``):
   first (raw < summary < event < alarm), oldest first within a class. Every eviction is
   counted in :class:`EvictionStats` (entries, bytes, samples, by class); nothing is
   dropped silently. Evicted sequence numbers simply never reach the receiver.
+* ``append(entries, resume_ns=T)`` also records the producer's **resume point** in the
+  same transaction: a data time through which every sample the producer took in is
+  covered by this and earlier entries (appended, so either held, acknowledged or
+  evicted and counted). :attr:`OutboxStats.resume_ns` returns the highest one recorded
+  (``None`` before the first; a lower value never moves it back). A durable store keeps
+  it across restarts: a producer that can replay its input (the simulator, a sensor
+  with a local buffer) restarts from there after a crash, so what was only in its
+  memory is produced again, not lost; what it replays past the point was never
+  appended, so nothing is appended twice.
 * Every store has an ``epoch`` (:attr:`OutboxStats.epoch`): a random positive 63-bit
   integer drawn when the store is first created (see :func:`new_epoch`). A durable
   store keeps its epoch across restarts (reopening the same file); a new store — a
@@ -127,6 +136,7 @@ class OutboxStats:
 
     ``epoch`` identifies this incarnation of the store: the same across restarts of
     the same durable store, new for a new store (see the module docstring).
+    ``resume_ns`` is the producer's resume point recorded by ``append`` (or ``None``).
     """
 
     depth: int
@@ -135,14 +145,16 @@ class OutboxStats:
     acked_upto: int
     evicted: EvictionStats
     epoch: int
+    resume_ns: int | None = None
 
 
 @runtime_checkable
 class OutboxStore(Protocol):
     """Durable store-and-forward queue. See the module docstring for the contract."""
 
-    def append(self, entries: Sequence[NewEntry]) -> range:
-        """Store ``entries`` and return their sequence numbers (consecutive)."""
+    def append(self, entries: Sequence[NewEntry], resume_ns: int | None = None) -> range:
+        """Store ``entries`` and return their sequence numbers (consecutive); record
+        ``resume_ns`` (if given) in the same transaction."""
         ...
 
     def claim(self, max_bytes: int, after: int | None = None) -> list[Entry]:

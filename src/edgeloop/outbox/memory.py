@@ -22,6 +22,7 @@ from edgeloop.outbox.policy import (
     check_max_bytes,
     claim_start,
     incoming_from_entries,
+    later_resume,
     snapshot,
 )
 
@@ -59,15 +60,17 @@ class MemoryOutbox:
         self._lock = threading.Lock()
         self._closed = False
         self._epoch = new_epoch()
+        self._resume_ns: int | None = None
 
     @property
     def budget_bytes(self) -> int | None:
         return self._ledger.budget_bytes
 
-    def append(self, entries: Sequence[NewEntry]) -> range:
+    def append(self, entries: Sequence[NewEntry], resume_ns: int | None = None) -> range:
         """Store ``entries``; return their sequence numbers (consecutive, from 1).
 
         Entries the budget evicts on arrival still get their number and are counted.
+        ``resume_ns`` is the producer's resume point (see :mod:`edgeloop.outbox.base`).
 
         Raises:
             OutboxError: an entry is malformed (naming its index and field; nothing
@@ -77,7 +80,9 @@ class MemoryOutbox:
             self._check_open()
             first = self._next_seq
             n = len(entries)
+            resume = later_resume(self._resume_ns, resume_ns)
             if n == 0:
+                self._resume_ns = resume
                 return range(first, first)
             inc = incoming_from_entries(first, entries)
             plan = self._ledger.plan(inc)
@@ -99,6 +104,7 @@ class MemoryOutbox:
             if plan.any:
                 self._evicted = add_evictions(self._evicted, plan.evicted)
             self._next_seq = first + n
+            self._resume_ns = resume
             return range(first, first + n)
 
     def claim(self, max_bytes: int, after: int | None = None) -> list[Entry]:
@@ -138,7 +144,12 @@ class MemoryOutbox:
         """Depth, bytes held, ``next_seq``, ``acked_upto``, eviction counters, epoch."""
         with self._lock:
             return snapshot(
-                self._ledger, self._next_seq, self._acked_upto, self._evicted, self._epoch
+                self._ledger,
+                self._next_seq,
+                self._acked_upto,
+                self._evicted,
+                self._epoch,
+                self._resume_ns,
             )
 
     def close(self) -> None:

@@ -501,7 +501,12 @@ def copy_evictions(stats: EvictionStats) -> EvictionStats:
 
 
 def snapshot(
-    ledger: EvictionLedger, next_seq: int, acked_upto: int, evicted: EvictionStats, epoch: int
+    ledger: EvictionLedger,
+    next_seq: int,
+    acked_upto: int,
+    evicted: EvictionStats,
+    epoch: int,
+    resume_ns: int | None = None,
 ) -> OutboxStats:
     """The :class:`OutboxStats` both stores hand out (counters copied, not shared)."""
     return OutboxStats(
@@ -511,4 +516,18 @@ def snapshot(
         acked_upto=acked_upto,
         evicted=copy_evictions(evicted),
         epoch=epoch,
+        resume_ns=resume_ns,
     )
+
+
+def later_resume(held: int | None, given: int | None) -> int | None:
+    """The resume point after an append recorded ``given``: never moves back.
+
+    >>> later_resume(None, 5), later_resume(7, 5), later_resume(7, None), later_resume(7, 9)
+    (5, 7, 7, 9)
+    """
+    if given is None:
+        return held
+    if isinstance(given, bool) or not isinstance(given, int):
+        raise OutboxError(f"resume_ns: must be an int (ns), got {type(given).__name__}")
+    return given if held is None else max(held, given)

@@ -9,12 +9,14 @@ Layout (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
   the entry explained in Python. STRICT still converts losslessly (an int ``kind``
   becomes text), and any bytes-like payload is stored as a BLOB;
 * ``meta`` — one row: ``next_seq``, ``acked_upto``, the eviction counters by class
-  (``evicted_<class>_entries|bytes|samples``) and the store's ``epoch``, drawn once when
-  the file is created (a reopened file keeps it; a new file gets a new one). A version 1
-  file (no epoch yet) is upgraded on open and gets its epoch then.
+  (``evicted_<class>_entries|bytes|samples``), the store's ``epoch``, drawn once when
+  the file is created (a reopened file keeps it; a new file gets a new one), and the
+  producer's ``resume_ns`` (NULL until an ``append`` records one). Older files are
+  upgraded on open: version 1 (no epoch yet) gets its epoch then, version 2 the
+  ``resume_ns`` column.
 
-Every ``append`` (its inserts, its evictions and its counters) and every ``ack`` is ONE
-transaction, so after a crash the counters and the data always agree. Reopening resumes
+Every ``append`` (its inserts, its evictions, its counters and its resume point) and
+every ``ack`` is ONE transaction, so after a crash the counters and the data always agree. Reopening resumes
 numbering at ``next_seq``, keeps ``acked_upto``, the counters and the epoch, and recomputes the
 bytes held from the table.
 
@@ -60,11 +62,12 @@ from edgeloop.outbox.policy import (
     add_evictions,
     check_max_bytes,
     claim_start,
+    later_resume,
     snapshot,
     validate_entries,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
 
 _COUNTERS = tuple(
@@ -84,7 +87,8 @@ CREATE TABLE meta (
     next_seq INTEGER NOT NULL,
     acked_upto INTEGER NOT NULL,
     {", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _COUNTERS)},
-    epoch INTEGER NOT NULL DEFAULT 0
+    epoch INTEGER NOT NULL DEFAULT 0,
+    resume_ns INTEGER
 );
 INSERT INTO meta (id, next_seq, acked_upto, epoch) VALUES (0, 1, 0, :epoch);
 PRAGMA user_version = {SCHEMA_VERSION};
@@ -95,10 +99,16 @@ _UPGRADE_1_TO_2 = (
     "UPDATE meta SET epoch = :epoch WHERE id = 0",
     "PRAGMA user_version = 2",
 )
+# Version 2 files predate the resume point.
+_UPGRADE_2_TO_3 = (
+    "ALTER TABLE meta ADD COLUMN resume_ns INTEGER",
+    "PRAGMA user_version = 3",
+)
 _INSERT = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)"
-_SET_NEXT = "UPDATE meta SET next_seq = ? WHERE id = 0"
+_SET_NEXT = "UPDATE meta SET next_seq = ?, resume_ns = ? WHERE id = 0"
 _SET_NEXT_AND_COUNTERS = (
-    f"UPDATE meta SET next_seq = ?, {', '.join(f'{c} = ?' for c in _COUNTERS)} WHERE id = 0"
+    "UPDATE meta SET next_seq = ?, resume_ns = ?, "
+    f"{', '.join(f'{c} = ?' for c in _COUNTERS)} WHERE id = 0"
 )
 _DELETE_RANGE = "DELETE FROM entries WHERE seq BETWEEN ? AND ?"
 _MEASURE_UPTO = "SELECT count(*), coalesce(sum(length(payload)), 0) FROM entries WHERE seq <= ?"
@@ -192,10 +202,15 @@ class SqliteOutbox:
                 for stmt in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(stmt, {"epoch": epoch} if ":epoch" in stmt else {})
                 conn.execute("COMMIT")
-            elif version == 1 and {"entries", "meta"} <= tables:
+            elif version in (1, 2) and {"entries", "meta"} <= tables:
                 epoch = new_epoch()
+                cols = {r[1] for r in conn.execute("PRAGMA table_info(meta)")}
+                steps = (
+                    *(_UPGRADE_1_TO_2 if version == 1 else ()),
+                    *(_UPGRADE_2_TO_3 if "resume_ns" not in cols else _UPGRADE_2_TO_3[1:]),
+                )
                 conn.execute("BEGIN IMMEDIATE")
-                for stmt in _UPGRADE_1_TO_2:
+                for stmt in steps:
                     conn.execute(stmt, {"epoch": epoch} if ":epoch" in stmt else {})
                 conn.execute("COMMIT")
             elif version != SCHEMA_VERSION or not {"entries", "meta"} <= tables:
@@ -226,7 +241,8 @@ class SqliteOutbox:
         conn = self._live()
         try:
             meta = conn.execute(
-                f"SELECT next_seq, acked_upto, epoch, {', '.join(_COUNTERS)} FROM meta WHERE id = 0"
+                f"SELECT next_seq, acked_upto, epoch, resume_ns, {', '.join(_COUNTERS)} "
+                "FROM meta WHERE id = 0"
             ).fetchone()
             depth, nbytes, lo, hi = conn.execute(
                 "SELECT count(*), coalesce(sum(length(payload)), 0), min(seq), max(seq) "
@@ -244,6 +260,7 @@ class SqliteOutbox:
         if meta is None:
             raise OutboxError(f"{self.path}: corrupt outbox: the meta row is missing")
         self._next_seq, self._acked_upto, self._epoch = int(meta[0]), int(meta[1]), int(meta[2])
+        self._resume_ns: int | None = None if meta[3] is None else int(meta[3])
         if self._epoch <= 0:
             raise OutboxError(f"{self.path}: corrupt outbox: epoch {self._epoch} is not positive")
         if depth and (lo <= self._acked_upto or hi >= self._next_seq):
@@ -252,7 +269,7 @@ class SqliteOutbox:
                 f"acked_upto={self._acked_upto} < seq < next_seq={self._next_seq}"
             )
         self._evicted = EvictionStats()
-        counters = iter(meta[3:])
+        counters = iter(meta[4:])
         for p in Priority:
             n, b, smp = next(counters), next(counters), next(counters)
             self._evicted.add(p, int(b), int(smp), int(n))
@@ -266,12 +283,13 @@ class SqliteOutbox:
             self._ledger.load_totals(int(depth), int(nbytes))
 
     # -- the contract -------------------------------------------------------------
-    def append(self, entries: Sequence[NewEntry]) -> range:
+    def append(self, entries: Sequence[NewEntry], resume_ns: int | None = None) -> range:
         """Store ``entries`` in one transaction; return their sequence numbers.
 
         Once this returns, the entries survive a crash of the process (see
         ``synchronous``). Entries the budget evicts on arrival still get their number
-        and are counted.
+        and are counted. ``resume_ns``, the producer's resume point (see
+        :mod:`edgeloop.outbox.base`), is written in the same transaction.
 
         Raises:
             OutboxError: an entry is malformed (naming its index and field; nothing is
@@ -282,7 +300,10 @@ class SqliteOutbox:
         with self._lock:
             self._live()
             first = self._next_seq
+            resume = later_resume(self._resume_ns, resume_ns)
             if n == 0:
+                if resume != self._resume_ns:
+                    self._write_plan(self._ledger.plan(None), [], first, "append", (), resume)
                 return range(first, first)
             # The hot path: one tuple per entry and a few C-level passes over them. Types
             # and ranges are enforced by the table's CHECK constraints; only a failure
@@ -301,7 +322,7 @@ class SqliteOutbox:
             kept = plan.kept_index()
             if kept is not None:
                 rows = [rows[i] for i in kept]
-            self._write_plan(plan, rows, first + n, "append", entries)
+            self._write_plan(plan, rows, first + n, "append", entries, resume)
             return range(first, first + n)
 
     def _incoming(self, first: int, rows: list[_Row]) -> Incoming:
@@ -379,7 +400,12 @@ class SqliteOutbox:
         """
         with self._lock:
             return snapshot(
-                self._ledger, self._next_seq, self._acked_upto, self._evicted, self._epoch
+                self._ledger,
+                self._next_seq,
+                self._acked_upto,
+                self._evicted,
+                self._epoch,
+                self._resume_ns,
             )
 
     def close(self) -> None:
@@ -397,8 +423,11 @@ class SqliteOutbox:
         next_seq: int,
         op: str,
         entries: Sequence[NewEntry] = (),
+        resume_ns: int | None = None,
     ) -> None:
-        """Write ``rows`` and ``plan`` in one transaction, then update memory to match."""
+        """Write ``rows``, ``plan`` and the resume point in one transaction, then update
+        memory to match (``resume_ns`` None keeps the one held)."""
+        resume = self._resume_ns if resume_ns is None else resume_ns
         conn = self._live()
         evicted = add_evictions(self._evicted, plan.evicted) if plan.any else self._evicted
         try:
@@ -408,9 +437,9 @@ class SqliteOutbox:
             if rows:
                 conn.executemany(_INSERT, rows)
             if plan.any:
-                conn.execute(_SET_NEXT_AND_COUNTERS, (next_seq, *_counter_values(evicted)))
+                conn.execute(_SET_NEXT_AND_COUNTERS, (next_seq, resume, *_counter_values(evicted)))
             else:
-                conn.execute(_SET_NEXT, (next_seq,))
+                conn.execute(_SET_NEXT, (next_seq, resume))
             conn.execute("COMMIT")
         except _BAD_ROW as exc:
             self._rollback()
@@ -426,6 +455,7 @@ class SqliteOutbox:
         self._ledger.commit(plan)
         self._evicted = evicted
         self._next_seq = next_seq
+        self._resume_ns = resume
 
     def _live(self) -> sqlite3.Connection:
         if self._conn is None:

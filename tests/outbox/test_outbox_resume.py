@@ -1,0 +1,103 @@
+"""The producer's resume point: recorded with the entries, kept across restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgeloop.errors import OutboxError
+from edgeloop.outbox.base import NewEntry, OutboxStore, Priority
+from edgeloop.outbox.memory import MemoryOutbox
+from edgeloop.outbox.sqlite import SCHEMA_VERSION, SqliteOutbox
+
+
+def entry(n: int = 10) -> NewEntry:
+    return NewEntry(Priority.SUMMARY, "summaries", b"x" * n, samples=n)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., OutboxStore]:
+    def build(budget: int | None = None) -> OutboxStore:
+        if request.param == "memory":
+            return MemoryOutbox(budget)
+        return SqliteOutbox(tmp_path / "box.db", budget)
+
+    return build
+
+
+def test_resume_point_is_recorded_and_never_moves_back(make: Callable[..., OutboxStore]) -> None:
+    box = make()
+    assert box.stats().resume_ns is None
+    box.append([entry()])
+    assert box.stats().resume_ns is None  # no point given: none recorded
+    box.append([entry()], resume_ns=2_000)
+    assert box.stats().resume_ns == 2_000
+    box.append([entry()], resume_ns=1_000)  # lower: ignored
+    box.append([entry()])  # none: kept
+    assert box.stats().resume_ns == 2_000
+    box.append([], resume_ns=3_000)  # a point without entries is recorded too
+    assert box.stats().resume_ns == 3_000
+    assert box.stats().next_seq == 5
+    box.close()
+
+
+def test_resume_point_advances_when_the_budget_evicts_the_entries(
+    make: Callable[..., OutboxStore],
+) -> None:
+    box = make(budget=15)
+    box.append([entry(10)], resume_ns=1)
+    box.append([entry(10)], resume_ns=2)  # evicts the first: counted, and covered
+    st = box.stats()
+    assert (st.resume_ns, st.evicted.entries[Priority.SUMMARY]) == (2, 1)
+    box.close()
+
+
+def test_a_bad_resume_point_is_refused_and_nothing_is_stored(
+    make: Callable[..., OutboxStore],
+) -> None:
+    box = make()
+    with pytest.raises(OutboxError, match="resume_ns: must be an int"):
+        box.append([entry()], resume_ns="12")  # type: ignore[arg-type]
+    assert (box.stats().next_seq, box.stats().resume_ns) == (1, None)
+    box.close()
+
+
+def test_sqlite_keeps_the_resume_point_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "box.db"
+    box = SqliteOutbox(path)
+    box.append([entry(), entry()], resume_ns=7_000_000_000)
+    box.ack(1)
+    box.close()
+    box = SqliteOutbox(path)
+    st = box.stats()
+    assert (st.resume_ns, st.next_seq, st.acked_upto, st.depth) == (7_000_000_000, 3, 1, 1)
+    box.close()
+
+
+def test_version_2_file_is_upgraded_without_a_resume_point(tmp_path: Path) -> None:
+    path = tmp_path / "box.db"
+    box = SqliteOutbox(path)
+    box.append([entry(), entry()])
+    epoch = box.stats().epoch
+    box.close()
+    conn = sqlite3.connect(path)  # a file written before resume points
+    conn.execute("ALTER TABLE meta DROP COLUMN resume_ns")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    box = SqliteOutbox(path)
+    st = box.stats()
+    assert (st.resume_ns, st.next_seq, st.depth, st.epoch) == (None, 3, 2, epoch)
+    box.append([entry()], resume_ns=5)
+    box.close()
+    box = SqliteOutbox(path)
+    assert box.stats().resume_ns == 5
+    box.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    finally:
+        conn.close()
