@@ -4,6 +4,13 @@ Several hub processes run one :class:`MqttIngest` each with the same ``group``: 
 broker splits ``$share/<group>/edgeloop/+/+/uplink`` between them, so each message goes to
 one of them. Every message takes the same path as ``POST /v1/ingest``:
 
+0. In order: a batch whose ``after_seq`` (from the correlation data) is above the
+   (node, epoch) watermark is not committed — an earlier batch of the node was lost on
+   the way (Mosquitto drops QoS 1 messages for a subscriber that fell behind) or is
+   still with another replica. Its ack carries the watermark only, and the node, which
+   keeps several batches in flight, resends from there. So the hub never commits seq
+   k+1 of a (node, epoch) before k. The watermark is known from this replica's own acks;
+   only a batch ahead of it costs a read of the store (another replica may have moved it).
 1. ``IngestService.ingest(payload, sender=<node of the topic>)`` decodes the batch and
    commits it in one transaction, idempotent on (node, epoch, seq): a batch redelivered
    by the broker, resent by the node, or taken by two replicas is stored once.
@@ -31,7 +38,7 @@ import queue
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -40,15 +47,59 @@ from sqlalchemy.exc import SQLAlchemyError
 from edgeloop.errors import RejectReason, TelemetryError, TransportError
 from edgeloop.hub.app import MAX_BODY_BYTES, IngestService
 from edgeloop.telemetry import codec
+from edgeloop.transport.base import Ack
 from edgeloop.transport.mqtt_session import (
     ERROR_PROPERTY,
     FIELD_PROPERTY,
+    Correlation,
     connect_properties,
     correlation_of,
     new_client,
     publish_properties,
 )
 from edgeloop.transport.topics import NodeTopics, check_name, parse_node_topic, shared_uplink_filter
+
+MAX_MARKS = 100_000
+"""(node, epoch) watermarks a replica remembers (beyond, it forgets and reads the store)."""
+
+
+class IngestPath(Protocol):
+    """The hub's receive path as the consumer uses it; :class:`StoreIngest` adapts an
+    :class:`IngestService` (the default), a benchmark may plug in one that only decodes."""
+
+    def ingest(self, data: bytes, *, sender: str | None = None) -> Ack:
+        """Decode and commit an encoded batch; its ack. Raises like ``IngestService``."""
+        ...
+
+    def watermark(self, node: str, epoch: int) -> int | None:
+        """The committed watermark of (node, epoch), ``None`` for an epoch never seen."""
+        ...
+
+    def refuse(self, node: str | None, reason: str, field: str, detail: str, data: bytes) -> None:
+        """Dead-letter and count a payload refused before it reached ``ingest``."""
+        ...
+
+
+class StoreIngest:
+    """:class:`IngestPath` over the hub's :class:`IngestService` and its store."""
+
+    def __init__(self, service: IngestService) -> None:
+        self.service = service
+
+    def ingest(self, data: bytes, *, sender: str | None = None) -> Ack:
+        return self.service.ingest(data, sender=sender)
+
+    def watermark(self, node: str, epoch: int) -> int | None:
+        for inc in self.service.store.incarnations(node):
+            if inc.epoch == epoch:
+                return inc.watermark
+        return None
+
+    def refuse(self, node: str | None, reason: str, field: str, detail: str, data: bytes) -> None:
+        service = self.service
+        service.store.dead_letter(node, reason, field, detail, data, service.clock())
+        service.metrics.batches.labels("bad_batch").inc()
+        service.metrics.rejects.labels(reason).inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +116,8 @@ class MqttIngest:
     """One hub replica's consumer of the shared uplink subscription.
 
     Args:
-        service: the hub's receive path (its store, clock and metrics).
+        service: the hub's receive path: an :class:`IngestService` (its store, clock and
+            metrics), or any :class:`IngestPath`.
         host, port: the broker.
         group: shared-subscription group; replicas of one hub use the same group.
         instance: this replica's name, part of the client id (unique per replica).
@@ -83,12 +135,13 @@ class MqttIngest:
     Attributes:
         received, stored, acks_published: messages taken, batches committed and acks
             sent; ``rejected`` counts refused batches by reason; ``store_errors`` the
-            batches not stored because the store failed; ``errors`` anything else.
+            batches not stored because the store failed; ``out_of_order`` the batches
+            not committed because an earlier one was missing; ``errors`` anything else.
     """
 
     def __init__(
         self,
-        service: IngestService,
+        service: IngestService | IngestPath,
         host: str,
         port: int,
         *,
@@ -105,6 +158,10 @@ class MqttIngest:
         check_name("group", group)
         check_name("instance", instance)
         self.service = service
+        self.path: IngestPath = (
+            StoreIngest(service) if isinstance(service, IngestService) else service
+        )
+        self._marks: dict[tuple[str, int], int] = {}  # worker thread only
         self.host, self.port = host, port
         self.filter = shared_uplink_filter(group, tenant)
         self.client_id = f"edgeloop-hub-{group}-{instance}"
@@ -132,6 +189,7 @@ class MqttIngest:
         self.acks_published = 0
         self.rejected: Counter[str] = Counter()
         self.store_errors = 0
+        self.out_of_order = 0
         self.errors = 0
 
     # -- lifecycle ------------------------------------------------------------------
@@ -230,7 +288,6 @@ class MqttIngest:
     def _process(self, item: _Delivery) -> None:
         with self._lock:
             self.received += 1
-        service = self.service
         try:
             tenant, node, _ = parse_node_topic(item.topic)
         except ValueError as exc:
@@ -241,8 +298,15 @@ class MqttIngest:
             detail = f"{len(item.payload)} > {self._max_payload} bytes"
             self._reject(topics, node, item, RejectReason.OVERSIZED.value, "payload", detail)
             return
+        corr = Correlation.unpack(item.correlation)
         try:
-            ack = service.ingest(item.payload, sender=node)
+            behind = None if corr is None else self._ahead_of(node, corr)
+            if behind is not None:
+                with self._lock:
+                    self.out_of_order += 1
+                self._publish_ack(topics, item, Ack(node, behind))
+                return
+            ack = self.path.ingest(item.payload, sender=node)
         except TelemetryError as exc:  # dead-lettered and counted by the service
             with self._lock:
                 self.rejected[exc.reason.value] += 1
@@ -255,6 +319,34 @@ class MqttIngest:
             return  # nothing committed, nothing acknowledged: the node sends it again
         with self._lock:
             self.stored += 1
+        if corr is not None:
+            self._remember(node, corr.epoch, ack.upto_seq)
+        self._publish_ack(topics, item, ack)
+
+    def _ahead_of(self, node: str, corr: Correlation) -> int | None:
+        """The watermark a batch is ahead of (it must not be committed yet), or ``None``.
+
+        Watermarks only go up, so one known to be at or past ``after_seq`` stays so; a
+        batch ahead of the remembered one asks the store (another replica may have
+        committed the missing batch). An epoch never seen is left to the store.
+        """
+        key = (node, corr.epoch)
+        mark = self._marks.get(key)
+        if mark is not None and corr.after_seq <= mark:
+            return None
+        mark = self.path.watermark(node, corr.epoch)
+        if mark is None:
+            return None
+        self._remember(node, corr.epoch, mark)
+        return None if corr.after_seq <= mark else mark
+
+    def _remember(self, node: str, epoch: int, mark: int) -> None:
+        marks = self._marks
+        if len(marks) >= MAX_MARKS and (node, epoch) not in marks:
+            marks.clear()  # rare: a fleet this large re-reads watermarks once
+        marks[(node, epoch)] = max(mark, marks.get((node, epoch), 0))
+
+    def _publish_ack(self, topics: NodeTopics, item: _Delivery, ack: Ack) -> None:
         info = self._client.publish(
             topics.ack,
             codec.encode_ack(ack),
@@ -274,12 +366,7 @@ class MqttIngest:
         field: str,
         detail: str,
     ) -> None:
-        service = self.service
-        service.store.dead_letter(
-            node, reason, field, f"{item.topic}: {detail}", item.payload, service.clock()
-        )
-        service.metrics.batches.labels("bad_batch").inc()
-        service.metrics.rejects.labels(reason).inc()
+        self.path.refuse(node, reason, field, f"{item.topic}: {detail}", item.payload)
         with self._lock:
             self.rejected[reason] += 1
         if topics is not None:
@@ -302,8 +389,9 @@ class MqttIngest:
                 "acks_published": self.acks_published,
                 "rejected": dict(self.rejected),
                 "store_errors": self.store_errors,
+                "out_of_order": self.out_of_order,
                 "errors": self.errors,
             }
 
 
-__all__ = ["MqttIngest"]
+__all__ = ["MAX_MARKS", "IngestPath", "MqttIngest", "StoreIngest"]

@@ -3,6 +3,13 @@
 Sources feed frames; the core runs synchronously (it is fast, and local actions must not
 wait behind I/O); blocking storage runs in a worker thread; the uplink task claims from
 the outbox, sends, and acknowledges only what the receiver says it has committed.
+
+The uplink keeps a window of batches in flight (:mod:`edgeloop.node.uplink`): it claims
+after the last *sent* seq while fewer than ``window_batches`` batches (and
+``window_bytes`` payload bytes) await their ack, sends them one after another, in seq
+order, and lets acks release them as watermarks. A failed send or an ack overdue by
+``uplink.timeout_s`` rewinds to the last acknowledged seq and resends from there, in
+order, after a jittered back-off.
 """
 
 from __future__ import annotations
@@ -17,11 +24,17 @@ from typing import Any
 
 from edgeloop.errors import TransportError
 from edgeloop.node.core import NodeCore
-from edgeloop.outbox.base import NewEntry, OutboxStore
+from edgeloop.node.uplink import UplinkWindow
+from edgeloop.outbox.base import Entry, NewEntry, OutboxStats, OutboxStore
 from edgeloop.telemetry.frame import Frame
 from edgeloop.transport.base import Ack, Batch, Transport
 
 Clock = Callable[[], int]
+
+WINDOW_BATCHES = 8
+"""Batches sent and not yet acknowledged, at most (default)."""
+WINDOW_BYTES = 16 * 1024 * 1024
+"""Their payload bytes, at most (default; one batch always goes, however large)."""
 
 
 def private_mb() -> float:
@@ -65,6 +78,13 @@ class NodeRuntime:
         outbox: where entries wait until the receiver commits them.
         transport: the uplink, or ``None`` for a node that keeps everything local.
         clock: wall clock in ns (injected so simulations can run on simulated time).
+        window_batches, window_bytes: how many batches, and how many payload bytes, may
+            be sent and not yet acknowledged (see the module docstring).
+
+    Attributes:
+        window: the uplink's go-back-N state while the uplink runs (``None`` before).
+        send_failures: failed sends and overdue acks; ``batches_acked``: batches released
+            by acks; ``link_up``: the last send or ack went through.
     """
 
     def __init__(
@@ -73,6 +93,9 @@ class NodeRuntime:
         outbox: OutboxStore,
         transport: Transport | None,
         clock: Clock = time.time_ns,
+        *,
+        window_batches: int = WINDOW_BATCHES,
+        window_bytes: int = WINDOW_BYTES,
     ) -> None:
         self.core = core
         self.outbox = outbox
@@ -83,6 +106,10 @@ class NodeRuntime:
         self._retry_min = cfg.retry_min_s
         self._retry_max = cfg.retry_max_s
         self._ack_timeout = cfg.timeout_s
+        UplinkWindow(window_batches, window_bytes)  # checks the bounds now, not in the task
+        self._window_batches = window_batches
+        self._window_bytes = window_bytes
+        self.window: UplinkWindow | None = None
         self._wake = asyncio.Event()
         self._acks: asyncio.Queue[Ack] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,41 +173,66 @@ class NodeRuntime:
         assert self.transport is not None
         async for msg in self.transport.receive():
             if isinstance(msg, Ack):
-                await self._acks.put(msg)
+                self._acks.put_nowait(msg)
+                self._wake.set()
+
+    def _claim_after(self, after: int) -> tuple[OutboxStats, list[Entry]]:
+        """Worker thread: the outbox's stats and the entries of the next batch."""
+        return self.outbox.stats(), self.outbox.claim(self._max_batch, after)
+
+    async def _apply_acks(self, win: UplinkWindow) -> bool:
+        """Apply the acks that arrived; release what they cover. True if any advanced."""
+        before = win.acked
+        while not self._acks.empty():
+            ack = self._acks.get_nowait()
+            self.batches_acked += win.on_ack(ack.upto_seq, ack.answers_seq)
+        if win.acked == before:
+            return False
+        await asyncio.to_thread(self.outbox.ack, win.acked)
+        return True
 
     async def _uplink_loop(self) -> None:
         assert self.transport is not None
+        stats = await asyncio.to_thread(self.outbox.stats)
+        win = self.window = UplinkWindow(self._window_batches, self._window_bytes, stats.acked_upto)
         backoff = self._retry_min
         while True:
-            stats = await asyncio.to_thread(self.outbox.stats)
-            entries = await asyncio.to_thread(self.outbox.claim, self._max_batch)
-            if not entries:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=0.5)
-                continue
-            batch = Batch(
-                node=self.core.config.node_id,
-                after_seq=stats.acked_upto,
-                entries=tuple(entries),
-                status=self.status(stats.evicted.as_dict()),
-                sent_ns=self.clock(),
-                epoch=stats.epoch,
-            )
-            try:
-                await self.transport.send(batch)
-                ack = await asyncio.wait_for(self._acks.get(), timeout=self._ack_timeout)
-            except (TransportError, TimeoutError):
+            self._wake.clear()  # whatever arrives from here on wakes the wait below
+            if await self._apply_acks(win):
+                self.link_up = True
+                backoff = self._retry_min
+            failed = win.overdue(time.monotonic(), self._ack_timeout)
+            if not failed and win.has_room():
+                stats, entries = await asyncio.to_thread(self._claim_after, win.sent)
+                if entries:
+                    try:
+                        await self.transport.send(
+                            Batch(
+                                node=self.core.config.node_id,
+                                after_seq=win.sent,
+                                entries=tuple(entries),
+                                status=self.status(stats.evicted.as_dict()),
+                                sent_ns=self.clock(),
+                                epoch=stats.epoch,
+                            )
+                        )
+                    except TransportError:
+                        failed = True
+                    else:
+                        nbytes = sum(e.size for e in entries)
+                        win.on_sent(entries[-1].seq, nbytes, time.monotonic())
+                        continue
+            if failed:
                 self.send_failures += 1
                 self.link_up = False
+                win.rewind()
                 # Jittered exponential back-off: a fleet coming back must not stampede.
                 await asyncio.sleep(backoff * (0.5 + self._rng.random()))
                 backoff = min(backoff * 2, self._retry_max)
                 continue
-            self.link_up = True
-            backoff = self._retry_min
-            await asyncio.to_thread(self.outbox.ack, ack.upto_seq)
-            self.batches_acked += 1
+            wait = win.wait_s(time.monotonic(), self._ack_timeout, idle_s=0.5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
 
     # -- status -----------------------------------------------------------------
     def status(self, evicted: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -47,6 +47,11 @@ class Ack:
     """The receiver committed every entry of ``node`` up to ``upto_seq``.
 
     ``duplicates`` counts entries it recognised as already stored and skipped.
+
+    ``answers_seq`` is the last seq of the batch this ack answers, when the transport
+    knows it (MQTT: from the correlation data; ``0``: unknown). Above ``upto_seq``, the
+    receiver did not commit that batch because an earlier one has not reached it: the
+    sender resends from ``upto_seq``. It is not part of the encoded ack.
     """
 
     node: str
@@ -54,6 +59,7 @@ class Ack:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    answers_seq: int = field(default=0, repr=False, compare=False)
 
 
 Message = Ack

@@ -10,13 +10,18 @@ connection dies, and :meth:`MqttTransport.close` asks for it on a clean disconne
 
 Delivery, step by step:
 
-1. ``send`` publishes the batch with correlation data (epoch, last seq, send id) and
-   waits for the broker's PUBACK: one hop, so the broker holds it. A PUBACK saying no
-   one subscribes to the uplink (no hub consuming) is a :class:`LinkDown`.
-2. The hub commits and publishes an :class:`Ack` with the same correlation data.
-3. ``receive`` yields that ack. Acks of another epoch (they must never release entries
-   of this outbox), of a send already answered, or without our correlation data are
-   dropped and counted (``stale_acks``); yielded watermarks never go down.
+1. ``send`` publishes the batch with correlation data (epoch, last seq, send id,
+   after_seq) and waits for the broker's PUBACK: one hop, so the broker holds it. A
+   PUBACK saying no one subscribes to the uplink (no hub consuming) is a :class:`LinkDown`.
+2. The hub commits and publishes an :class:`Ack` with the same correlation data. A batch
+   that arrives ahead of the hub's watermark (``after_seq`` above it: an earlier batch
+   was lost or is still with another hub replica) is not committed; its ack carries the
+   watermark only.
+3. ``receive`` yields that ack, its ``answers_seq`` set to the batch's last seq (so the
+   node sees a batch the hub did not take and resends from the watermark). Acks of
+   another epoch (they must never release entries of this outbox), of a send already
+   answered, or without our correlation data are dropped and counted (``stale_acks``);
+   yielded watermarks never go down.
 
 A lost connection is a :class:`LinkDown` for ``send`` (pending PUBACKs fail at once).
 paho reconnects in the background (exponential back-off, jittered per client) and resumes
@@ -266,7 +271,7 @@ class MqttTransport:
             self._epoch, self._high = batch.epoch, 0
             self._pending.clear()
         self._send_id += 1
-        corr = Correlation(batch.epoch, last, self._send_id)
+        corr = Correlation(batch.epoch, last, self._send_id, batch.after_seq)
         key = corr.pack()
         async with self._slots:
             if not self.connected:
@@ -348,9 +353,10 @@ class MqttTransport:
         del self._pending[key]
         for k in [k for k, c in self._pending.items() if c.last_seq <= ack.upto_seq]:
             del self._pending[k]  # answered by this watermark too
-        if ack.upto_seq < self._high:
-            ack = replace(ack, upto_seq=self._high)  # acks may overtake each other
-        self._high = ack.upto_seq
+        # Acks may overtake each other: watermarks never go down. ``answers_seq`` above
+        # the watermark says the hub did not commit this batch (an earlier one is missing).
+        self._high = max(self._high, ack.upto_seq)
+        ack = replace(ack, upto_seq=self._high, answers_seq=corr.last_seq)
         assert self._acks is not None
         self._acks.put_nowait(ack)
 

@@ -2,12 +2,13 @@
 a persistent session, and the correlation data that ties an application ack to a batch.
 
 An uplink PUBLISH carries MQTT v5 *correlation data* naming the batch: the sending
-outbox's epoch, the batch's last sequence number and a per-transport send counter. The
-hub copies it, unchanged, into the ack it publishes after commit; the node uses it to
-drop acks of another epoch (they must never release entries of this one) and acks of
-sends it has already had an answer for.
+outbox's epoch, the batch's last sequence number, a per-transport send counter and the
+batch's ``after_seq``. The hub copies it, unchanged, into the ack it publishes after
+commit; the node uses it to drop acks of another epoch (they must never release entries
+of this one) and acks of sends it has already had an answer for. The hub reads
+``after_seq`` from it to keep commits in order without decoding the batch first.
 
->>> c = Correlation(epoch=7, last_seq=42, send_id=3)
+>>> c = Correlation(epoch=7, last_seq=42, send_id=3, after_seq=30)
 >>> Correlation.unpack(c.pack()) == c
 True
 """
@@ -30,19 +31,21 @@ ERROR_PROPERTY = "edgeloop-error"
 FIELD_PROPERTY = "edgeloop-field"
 """User property naming the field a refused batch got wrong."""
 
-_CORRELATION = struct.Struct(">qqQ")
+_CORRELATION = struct.Struct(">qqQq")
 
 
 @dataclass(frozen=True, slots=True)
 class Correlation:
-    """Names one uplink send: outbox epoch, last seq of the batch, send counter."""
+    """Names one uplink send: outbox epoch, last seq of the batch, send counter, and the
+    batch's ``after_seq`` (the hub commits the batch only once its watermark reached it)."""
 
     epoch: int
     last_seq: int
     send_id: int
+    after_seq: int = 0
 
     def pack(self) -> bytes:
-        return _CORRELATION.pack(self.epoch, self.last_seq, self.send_id)
+        return _CORRELATION.pack(self.epoch, self.last_seq, self.send_id, self.after_seq)
 
     @classmethod
     def unpack(cls, data: bytes | None) -> Correlation | None:
@@ -128,8 +131,8 @@ def _varint_len(n: int) -> int:
 def publish_size(topic_len: int, correlation_len: int, payload_len: int) -> int:
     """Bytes of an MQTT v5 QoS 1 PUBLISH carrying correlation data.
 
-    >>> publish_size(20, 24, 1000)  # 1 + 2 (length) + 2 + 20 + 2 + 1 + 27 + 1000
-    1055
+    >>> publish_size(20, 32, 1000)  # 1 + 2 (length) + 2 + 20 + 2 + 1 + 35 + 1000
+    1063
     """
     props = 1 + 2 + correlation_len
     remaining = 2 + topic_len + 2 + _varint_len(props) + props + payload_len
