@@ -33,6 +33,7 @@ def _config(tmp_path: Path) -> dict[str, Any]:
                 "type": "sim",
                 "seed": 3,
                 "tick_s": 0.1,
+                "phase_s": 0.05,  # the last block comes after the run's end: still fed
                 "factory": {"generate": {"n_machines": 1, "gateway": "gw1", "seed": 3}},
             }
         ],

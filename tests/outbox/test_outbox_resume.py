@@ -98,6 +98,32 @@ def test_version_2_file_is_upgraded_without_a_resume_point(tmp_path: Path) -> No
     box.close()
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     finally:
         conn.close()
+
+
+def test_every_eviction_is_in_the_audit_trail(tmp_path: Path) -> None:
+    from edgeloop.outbox.sqlite import read_evictions
+
+    path = tmp_path / "box.db"
+    box = SqliteOutbox(path, budget_bytes=25)
+    box.append([entry(10), entry(10)])  # 1, 2 held
+    box.append([NewEntry(Priority.EVENT, "events", b"e" * 10)])  # 3: evicts 1 (held)
+    box.append([entry(30)])  # 4: over the budget on its own: evicted on arrival
+    st = box.stats()
+    held = [e.seq for e in box.claim(1 << 20)]
+    box.close()
+    log = read_evictions(path)
+    assert 1 in log and 4 in log  # evicted from storage, and on arrival
+    assert sorted([*held, *log]) == [1, 2, 3, 4]  # each entry either held or logged
+    assert all(c == Priority.SUMMARY for c, _ in log.values())  # the event survived
+    assert st.evicted.total_entries == len(log)
+    assert sum(n for _, n in log.values()) == st.evicted.samples[Priority.SUMMARY]
+
+
+def test_reading_the_audit_trail_of_a_missing_file_names_it(tmp_path: Path) -> None:
+    from edgeloop.outbox.sqlite import read_evictions
+
+    with pytest.raises(OutboxError, match=r"nope\.db: cannot open outbox: no such file"):
+        read_evictions(tmp_path / "nope.db")

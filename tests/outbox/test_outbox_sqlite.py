@@ -129,7 +129,7 @@ def test_version_1_file_is_upgraded_with_an_epoch_once(path: Path) -> None:
     box.close()
     other = sqlite3.connect(path)
     try:
-        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert other.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     finally:
         other.close()
 

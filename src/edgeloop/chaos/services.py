@@ -92,6 +92,9 @@ class Mosquitto:
             "log_type error",
             "log_type warning",
             "set_tcp_nodelay true",
+            # Started as root, Mosquitto switches to its own user, which cannot write a
+            # private directory of ours (no log, no persistence file): stay who we are.
+            *(["user root"] if os.geteuid() == 0 else []),
             *self.extra,
         ]
         self.config.write_text("\n".join(lines) + "\n")

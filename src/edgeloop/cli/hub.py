@@ -38,6 +38,15 @@ def serve(
     tenant: Annotated[
         str | None, typer.Option(help="Consume this tenant's nodes only (default: every tenant).")
     ] = None,
+    max_pending: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Uplink messages the broker may send this replica before it acknowledges "
+            "them (MQTT receive maximum).",
+        ),
+    ] = 32,
 ) -> None:
     """Serve the hub API (ingest, queries, OpenAPI at /docs) until interrupted.
 
@@ -65,6 +74,7 @@ def serve(
                 group=group,
                 instance=instance,
                 tenant=tenant,
+                max_pending=max_pending,
             ).start()
         except ConfigError as exc:
             raise typer.BadParameter(str(exc)) from None

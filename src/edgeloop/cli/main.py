@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgeloop import __version__
-from edgeloop.cli import bench, demo, evaluate, hub, node
+from edgeloop.cli import bench, chaos, demo, evaluate, hub, node
 
 app = typer.Typer(
     name="edgeloop",
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.command("demo", help=demo.HELP)(demo.demo)
 app.command("bench", help=bench.HELP)(bench.bench)
+app.command("chaos", help=chaos.HELP)(chaos.chaos)
 app.add_typer(node.app, name="node")
 app.add_typer(hub.app, name="hub")
 app.add_typer(evaluate.app, name="eval")

@@ -167,7 +167,10 @@ async def run_node(
     # before the loop thread runs; local actions need the GIL back within ~0.5 ms.
     sys.setswitchinterval(0.0005)
     try:
-        remaining = (until - clock()) / 1e9
+        # A simulator hands over its last block at until + phase: let it, or the run
+        # would end without the samples of its last tick (never fed, never counted).
+        grace_s = max((src.phase_s + 1.0 for src, _ in sims), default=0.0)
+        remaining = (until - clock()) / 1e9 + grace_s
         done, _ = await asyncio.wait(tasks, timeout=remaining if duration_s is not None else None)
         for t in done:
             if t.exception() is not None:

@@ -11,9 +11,16 @@ Layout (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
 * ``meta`` — one row: ``next_seq``, ``acked_upto``, the eviction counters by class
   (``evicted_<class>_entries|bytes|samples``), the store's ``epoch``, drawn once when
   the file is created (a reopened file keeps it; a new file gets a new one), and the
-  producer's ``resume_ns`` (NULL until an ``append`` records one). Older files are
-  upgraded on open: version 1 (no epoch yet) gets its epoch then, version 2 the
-  ``resume_ns`` column.
+  producer's ``resume_ns`` (NULL until an ``append`` records one);
+* ``evicted(seq INTEGER PRIMARY KEY, priority, samples, bytes)`` — the audit trail of
+  evictions: one row per evicted entry, written in the transaction that evicts it, the
+  newest :data:`EVICTION_LOG_ROWS` kept (:func:`read_evictions`). It tells which
+  sequence numbers were evicted, so an entry that was sent *before* it was evicted
+  (its publish still in flight, later stored by the hub) can be told apart from one
+  that never left.
+
+Older files are upgraded on open: version 1 (no epoch yet) gets its epoch then,
+version 2 the ``resume_ns`` column, version 3 the ``evicted`` table.
 
 Every ``append`` (its inserts, its evictions, its counters and its resume point) and
 every ``ack`` is ONE transaction, so after a crash the counters and the data always agree. Reopening resumes
@@ -67,7 +74,9 @@ from edgeloop.outbox.policy import (
     validate_entries,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+EVICTION_LOG_ROWS = 100_000
+"""Evicted entries the audit trail keeps (the newest); older rows are dropped."""
 SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
 
 _COUNTERS = tuple(
@@ -90,6 +99,12 @@ CREATE TABLE meta (
     epoch INTEGER NOT NULL DEFAULT 0,
     resume_ns INTEGER
 );
+CREATE TABLE evicted (
+    seq INTEGER PRIMARY KEY,
+    priority INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+) STRICT;
 INSERT INTO meta (id, next_seq, acked_upto, epoch) VALUES (0, 1, 0, :epoch);
 PRAGMA user_version = {SCHEMA_VERSION};
 """
@@ -103,6 +118,21 @@ _UPGRADE_1_TO_2 = (
 _UPGRADE_2_TO_3 = (
     "ALTER TABLE meta ADD COLUMN resume_ns INTEGER",
     "PRAGMA user_version = 3",
+)
+# Version 3 files predate the eviction audit trail.
+_UPGRADE_3_TO_4 = (
+    "CREATE TABLE IF NOT EXISTS evicted (seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL,"
+    " samples INTEGER NOT NULL, bytes INTEGER NOT NULL) STRICT",
+    "PRAGMA user_version = 4",
+)
+_LOG_HELD = (
+    "INSERT OR REPLACE INTO evicted SELECT seq, priority, samples, length(payload) "
+    "FROM entries WHERE seq BETWEEN ? AND ?"
+)
+_LOG_ROW = "INSERT OR REPLACE INTO evicted VALUES (?, ?, ?, ?)"
+_TRIM_LOG = (
+    "DELETE FROM evicted WHERE seq <= "
+    f"(SELECT seq FROM evicted ORDER BY seq DESC LIMIT 1 OFFSET {EVICTION_LOG_ROWS})"
 )
 _INSERT = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)"
 _SET_NEXT = "UPDATE meta SET next_seq = ?, resume_ns = ? WHERE id = 0"
@@ -202,12 +232,13 @@ class SqliteOutbox:
                 for stmt in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(stmt, {"epoch": epoch} if ":epoch" in stmt else {})
                 conn.execute("COMMIT")
-            elif version in (1, 2) and {"entries", "meta"} <= tables:
+            elif version in (1, 2, 3) and {"entries", "meta"} <= tables:
                 epoch = new_epoch()
                 cols = {r[1] for r in conn.execute("PRAGMA table_info(meta)")}
                 steps = (
                     *(_UPGRADE_1_TO_2 if version == 1 else ()),
-                    *(_UPGRADE_2_TO_3 if "resume_ns" not in cols else _UPGRADE_2_TO_3[1:]),
+                    *(() if version >= 3 else _UPGRADE_2_TO_3[int("resume_ns" in cols) :]),
+                    *_UPGRADE_3_TO_4,
                 )
                 conn.execute("BEGIN IMMEDIATE")
                 for stmt in steps:
@@ -320,9 +351,12 @@ class SqliteOutbox:
                 raise
             plan = self._ledger.plan(inc)
             kept = plan.kept_index()
+            dropped: list[_Row] = []
             if kept is not None:
+                keep = set(kept)
+                dropped = [r for i, r in enumerate(rows) if i not in keep]
                 rows = [rows[i] for i in kept]
-            self._write_plan(plan, rows, first + n, "append", entries, resume)
+            self._write_plan(plan, rows, first + n, "append", entries, resume, dropped)
             return range(first, first + n)
 
     def _incoming(self, first: int, rows: list[_Row]) -> Incoming:
@@ -424,6 +458,7 @@ class SqliteOutbox:
         op: str,
         entries: Sequence[NewEntry] = (),
         resume_ns: int | None = None,
+        dropped: Sequence[_Row] = (),
     ) -> None:
         """Write ``rows``, ``plan`` and the resume point in one transaction, then update
         memory to match (``resume_ns`` None keeps the one held)."""
@@ -433,7 +468,13 @@ class SqliteOutbox:
         try:
             conn.execute("BEGIN IMMEDIATE")
             if plan.held_seqs.size:
-                conn.executemany(_DELETE_RANGE, _runs(plan.held_seqs))
+                runs = _runs(plan.held_seqs)
+                conn.executemany(_LOG_HELD, runs)
+                conn.executemany(_DELETE_RANGE, runs)
+            if dropped:  # incoming entries the budget evicted on arrival
+                conn.executemany(_LOG_ROW, [(r[0], r[1], r[3], len(r[5])) for r in dropped])
+            if plan.any:
+                conn.execute(_TRIM_LOG)
             if rows:
                 conn.executemany(_INSERT, rows)
             if plan.any:
@@ -474,6 +515,28 @@ class SqliteOutbox:
         if getattr(exc, "sqlite_errorname", "") == "SQLITE_CONSTRAINT_PRIMARYKEY":
             hint = "; is another process writing this outbox?"
         return OutboxError(f"{self.path}: {op} failed: {_describe(exc)}{hint}")
+
+
+def read_evictions(path: str | Path) -> dict[int, tuple[Priority, int]]:
+    """The audit trail of a closed outbox file: ``{seq: (class, samples)}`` of every
+    evicted entry it keeps (the newest :data:`EVICTION_LOG_ROWS`).
+
+    Raises:
+        OutboxError: the file cannot be read or is not an edgeloop outbox.
+    """
+    if not Path(path).is_file():
+        raise OutboxError(f"{path}: cannot open outbox: no such file")
+    try:
+        conn = sqlite3.connect(str(path))
+    except sqlite3.Error as exc:
+        raise OutboxError(f"{path}: cannot open outbox: {exc}") from exc
+    try:
+        rows = conn.execute("SELECT seq, priority, samples FROM evicted").fetchall()
+    except sqlite3.Error as exc:
+        raise OutboxError(f"{path}: cannot read its evictions: {_describe(exc)}") from exc
+    finally:
+        conn.close()
+    return {int(s): (PRIORITY_OF[int(p)], int(n)) for s, p, n in rows}
 
 
 def _runs(seqs: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
