@@ -6,6 +6,7 @@ The one place that turns configuration into objects, so every tier and every ent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from edgeloop.telemetry.frame import SensorCatalog
 from edgeloop.transport.base import Transport
 
 if TYPE_CHECKING:  # validating a spec is a launcher's job (pydantic): imported on use
+    from edgeloop.node.reconcile import Reconciler
     from edgeloop.pipeline.spec import PipelineSpec
 
 
@@ -97,3 +99,40 @@ def build_transport(config: NodeConfig) -> Transport | None:
             keepalive_s=up.keepalive_s,
         )
     raise ConfigError("uplink.kind 'inproc' needs a receiver object; build InProcTransport in code")
+
+
+def build_reconciler(
+    config: NodeConfig,
+    pipeline: Pipeline,
+    outbox: OutboxStore,
+    clock: Callable[[], int],
+    link_up: Callable[[], bool],
+) -> Reconciler:
+    """The node's model reconciler from ``config.models`` (its modules load only then)."""
+    from edgeloop.node.fetch import ControlClient
+    from edgeloop.node.model_store import ModelStore
+    from edgeloop.node.model_switch import ModelSwitch
+    from edgeloop.node.reconcile import Reconciler
+    from edgeloop.node.shadow import ShadowMonitor
+
+    m = config.models
+    if m is None:
+        raise ConfigError("models: not configured")
+    url = m.hub_url or config.uplink.url
+    if not url:
+        raise ConfigError("models.hub_url: required unless uplink.kind is 'http'")
+    return Reconciler(
+        config.node_id,
+        ControlClient(url, timeout_s=m.timeout_s),
+        ModelStore(m.dir, config.node_id),
+        ModelSwitch(pipeline, ShadowMonitor(config.node_id), m.detector, m.group),
+        list(m.trusted_keys),
+        clock=clock,
+        append=outbox.append,
+        link_up=link_up,
+        chunk_size=m.chunk_bytes,
+        max_failures=m.max_failures,
+        every_s=m.reconcile_every_s,
+        retry_min_s=m.retry_min_s,
+        retry_max_s=m.retry_max_s,
+    )

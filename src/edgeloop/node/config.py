@@ -154,6 +154,32 @@ class ChaosConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModelsConfig:
+    """Model delivery: where models live and whom to trust (``edgeloop.node.reconcile``).
+
+    ``dir`` holds downloads, verified models and the active pointer; ``trusted_keys`` are
+    PEM public keys a model's signature must come from; ``hub_url`` serves desired
+    state and artifacts (default: the HTTP uplink's url). The acting model takes over the
+    detector ``detector`` of its window group (default: the group's only ONNX detector);
+    ``group`` is used for models whose metadata names none.
+    """
+
+    __pydantic_config__ = FORBID_EXTRA
+    dir: Annotated[str, MinLen(1)]
+    trusted_keys: Annotated[list[str], MinLen(1)]
+    hub_url: str | None = None
+    detector: str | None = None
+    group: str | None = None
+    reconcile_every_s: Annotated[float, Gt(0.0)] = 10.0
+    measure_every_s: Annotated[float, Gt(0.0)] = 60.0
+    chunk_bytes: Annotated[int, Gt(0)] = 256 * 1024
+    max_failures: Annotated[int, Ge(1)] = 3
+    timeout_s: Annotated[float, Gt(0.0)] = 10.0
+    retry_min_s: Annotated[float, Gt(0.0)] = 0.5
+    retry_max_s: Annotated[float, Gt(0.0)] = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     """Everything a node needs to run.
 
@@ -178,10 +204,13 @@ class NodeConfig:
     sources: list[SourceConfig] = field(default_factory=list)
     chaos: ChaosConfig | None = None
     status_file: str | None = None
+    models: ModelsConfig | None = None
 
     def __post_init__(self) -> None:
         if not _NODE_ID.match(self.node_id):
             raise FieldProblem("node_id", f"String should match pattern '{_NODE_ID.pattern}'")
+        if self.models is not None and not self.models.hub_url and self.uplink.kind != "http":
+            raise FieldProblem("models.hub_url", "required unless uplink.kind is 'http'")
         if self.uplink.kind == "mqtt":
             from edgeloop.transport.topics import check_name
 

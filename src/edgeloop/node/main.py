@@ -32,7 +32,7 @@ import numpy as np
 
 from edgeloop.errors import ConfigError, EdgeloopError
 from edgeloop.node.actions import ActionRegistry
-from edgeloop.node.build import build_core, build_outbox, build_transport
+from edgeloop.node.build import build_core, build_outbox, build_reconciler, build_transport
 from edgeloop.node.config import NodeConfig
 from edgeloop.node.plan import NodePlan, plan_from_json
 from edgeloop.node.runtime import NodeRuntime
@@ -132,6 +132,15 @@ async def run_node(
         )
     runtime = NodeRuntime(core, outbox, chaos or transport, clock=clock)
     await runtime.start()
+    reconciler = None
+    model_tasks: list[asyncio.Task[None]] = []
+    if cfg.models is not None:  # model delivery: restore the active models before data flows
+        reconciler = build_reconciler(cfg, core.pipeline, outbox, clock, lambda: runtime.link_up)
+        await reconciler.restore()
+        model_tasks = [
+            asyncio.create_task(reconciler.run()),
+            asyncio.create_task(reconciler.measure_loop(cfg.models.measure_every_s)),
+        ]
 
     tasks: list[asyncio.Task[None]] = []
     corrupted = [0]
@@ -181,6 +190,12 @@ async def run_node(
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+    for t in model_tasks:
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+    if reconciler is not None:  # the shadow's last, partial measurement period
+        await reconciler.close_period()
     await runtime.flush()
     drained = await runtime.drain(drain_timeout_s)
     status_task.cancel()
@@ -199,6 +214,8 @@ async def run_node(
     stats["samples_corrupted"] = corrupted[0]
     stats["resumed_from_ns"] = resume_ns if sims else None
     stats["relay_commands"] = len(actions.relay_log)  # type: ignore[attr-defined]
+    if reconciler is not None:
+        stats["models"] = reconciler.actual_doc()
     stats["faults"] = [
         {"machine": f.machine, "kind": str(f.kind), "start_ns": f.start_ns, "end_ns": f.end_ns}
         for _, sim in sims

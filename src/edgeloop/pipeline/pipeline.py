@@ -49,10 +49,22 @@ if TYPE_CHECKING:  # the detect package imports pipeline.types: no runtime cycle
     # The spec's pydantic models are a launcher's business: a node builds from plans.
     from edgeloop.pipeline.spec import PipelineSpec, WindowSpec
 
-__all__ = ["DetectorFactory", "Pipeline", "PipelineOutput", "combine_scores", "select_sensors"]
+__all__ = [
+    "DetectorFactory",
+    "Pipeline",
+    "PipelineOutput",
+    "ShadowSink",
+    "combine_scores",
+    "select_sensors",
+]
 
 DetectorFactory = Callable[[DetectorPlan], "Detector"]
 """Builds a detector the pipeline does not know itself (e.g. ``type: onnx``)."""
+
+ShadowSink = Callable[[str, "Scores", "Scores | None", int, int], None]
+"""Receives a shadow detector's work on one block: (group, the scores of the detector it
+is compared with, its own scores or ``None`` if it failed, the compared detector's time
+and its own time for the block, in ns)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +166,8 @@ class _Group:
     names: tuple[str, ...]
     detectors: list[tuple[str, Detector]]
     joiner: Joiner | None = None
+    # A challenger scoring the same windows, never acted on: (compared with, detector).
+    shadow: tuple[str, Detector] | None = None
 
 
 class Pipeline:
@@ -182,6 +196,8 @@ class Pipeline:
         self.rejected: dict[RejectReason, int] = {}
         # Time spent in each detector's score + learn, by (group, detector name).
         self.detector_ns: Counter[tuple[str, str]] = Counter()
+        # Sees the shadow detectors' scores (see set_shadow); set by the node.
+        self.shadow_sink: ShadowSink | None = None
 
     @classmethod
     def from_spec(
@@ -342,13 +358,19 @@ class Pipeline:
                 if len(feats) == 0:
                     continue
             own: dict[str, Scores] = {}
+            took: dict[str, int] = {}
             for name, det in g.detectors:
                 t = perf_counter_ns()
                 sc = det.score(feats)
                 det.learn(feats, sc)
-                self.detector_ns[(g.spec.group, name)] += perf_counter_ns() - t
+                took[name] = perf_counter_ns() - t
+                self.detector_ns[(g.spec.group, name)] += took[name]
                 own[name] = sc
             yield feats, combine_scores(list(own.values())) if own else _no_scores(len(feats)), own
+            # The shadow scores after the caller has acted on the group's scores, so it
+            # never delays an action; its scores go to the sink only, never into `own`.
+            if g.shadow is not None and self.shadow_sink is not None:
+                self._score_shadow(g, feats, own, took)
 
     def summarise(self, frame: Frame, now_ns: int) -> SummaryBatch | None:
         """Feed a :meth:`prepare`-d frame to the summaries; return closed periods."""
@@ -366,10 +388,62 @@ class Pipeline:
 
     def detectors(self, group: str) -> dict[str, Detector]:
         """The detectors of ``group`` by name."""
-        for g in self._groups:
-            if g.spec.group == group:
-                return dict(g.detectors)
-        raise KeyError(group)
+        return dict(self._group(group).detectors)
+
+    # -- model delivery -------------------------------------------------------------------
+    def replace_detector(self, group: str, name: str, detector: Detector) -> Detector | None:
+        """Let ``detector`` take over as ``name`` in ``group``; return the one it replaced.
+
+        Between two calls of :meth:`process` (or of :meth:`detect_groups`) this is a
+        single list assignment: the group's windows, the other detectors and the
+        summaries are untouched, so no window is lost or scored twice. A group without
+        a detector of that name gets it added (``None`` is returned).
+
+        Raises:
+            ConfigError: no window group ``group`` (the groups are named).
+        """
+        g = self._group(group)
+        for i, (n, old) in enumerate(g.detectors):
+            if n == name:
+                g.detectors[i] = (name, detector)
+                return old
+        g.detectors.append((name, detector))
+        return None
+
+    def set_shadow(
+        self, group: str, detector: Detector | None, compare_with: str = ""
+    ) -> Detector | None:
+        """Run ``detector`` in shadow on ``group`` (``None``: stop); return the previous one.
+
+        A shadow detector scores (and learns from) every window of the group, after the
+        group's own detectors, and hands its scores with those of the detector named
+        ``compare_with`` to :attr:`shadow_sink`. Its scores never enter the combined
+        score, so nothing is decided or acted on from them. An exception it raises is
+        reported to the sink as ``None`` scores and never reaches the caller.
+
+        Raises:
+            ConfigError: no window group ``group``, or ``compare_with`` is not one of its
+                detectors.
+        """
+        g = self._group(group)
+        names = [n for n, _ in g.detectors]
+        if detector is not None and compare_with not in names:
+            raise ConfigError(
+                f"shadow: group {group!r} has no detector {compare_with!r} to compare with "
+                f"(detectors: {names})"
+            )
+        old = g.shadow[1] if g.shadow is not None else None
+        g.shadow = None if detector is None else (compare_with, detector)
+        return old
+
+    def feature_names(self, group: str) -> tuple[str, ...]:
+        """The feature names of ``group``'s blocks, in column order."""
+        return self._group(group).names
+
+    def shadow(self, group: str) -> Detector | None:
+        """The shadow detector of ``group``, if any."""
+        g = self._group(group)
+        return g.shadow[1] if g.shadow is not None else None
 
     @property
     def filtered(self) -> int:
@@ -377,6 +451,30 @@ class Pipeline:
         return sum(f.dropped_total for f in self.filters)
 
     # -- internals ----------------------------------------------------------------------
+    def _group(self, group: str) -> _Group:
+        for g in self._groups:
+            if g.spec.group == group:
+                return g
+        raise ConfigError(
+            f"window group {group!r} is not in the pipeline (groups: "
+            f"{[g.spec.group for g in self._groups]})"
+        )
+
+    def _score_shadow(
+        self, g: _Group, feats: Features, own: dict[str, Scores], took: dict[str, int]
+    ) -> None:
+        assert g.shadow is not None and self.shadow_sink is not None
+        compare_with, det = g.shadow
+        t = perf_counter_ns()
+        sc: Scores | None
+        try:
+            sc = det.score(feats)
+            det.learn(feats, sc)
+        except Exception:  # a challenger's failure is evidence for the rollout, not a crash
+            sc = None
+        elapsed = perf_counter_ns() - t
+        self.shadow_sink(g.spec.group, own[compare_with], sc, took[compare_with], elapsed)
+
     def _validate(self, frame: Frame) -> tuple[Frame, dict[RejectReason, int]]:
         if len(frame) == 0:
             return frame, {}
