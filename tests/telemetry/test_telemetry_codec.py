@@ -204,7 +204,8 @@ def test_every_envelope_carries_version_and_kind() -> None:
     }
     for kind, p in payloads.items():
         env = unpack(p)
-        assert (env["v"], env["k"]) == (codec.SCHEMA_VERSION, kind)
+        version = codec.EVENTS_VERSION if kind == "events" else codec.SCHEMA_VERSION
+        assert (env["v"], env["k"]) == (version, kind)
 
 
 # -- bad input, one test per case ---------------------------------------------------------
@@ -390,7 +391,7 @@ def test_corrupt_zstd_column_fails_its_checksum() -> None:
 
 def test_wrong_type_names_the_event_field() -> None:
     evs = [event(i) for i in range(5)]
-    good = codec.encode_events(evs)
+    good = codec.encode_events_v1(evs)  # version 1: one map per event
 
     def stringly(env: dict[str, Any]) -> None:
         env["events"][3]["score"] = "high"
@@ -447,13 +448,13 @@ def test_wrong_type_names_the_event_field() -> None:
         ),
         (
             codec.decode_events,
-            codec.encode_events([event(0)]),
+            codec.encode_events_v1([event(0)]),
             lambda e: e["events"][0].update(raw_sensors=["a", 7]),
             "events[0].raw_sensors[1]",
         ),
         (
             codec.decode_events,
-            codec.encode_events([event(0)]),
+            codec.encode_events_v1([event(0)]),
             lambda e: e["events"][0]["features"].update(rms="2"),
             "events[0].features.rms",
         ),

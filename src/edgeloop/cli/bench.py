@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 HELP = (
-    "Measure the edge pipeline against River's HalfSpaceTrees and the outbox's durable "
-    "append against a raw SQLite batch insert, in one run; print the ratios."
+    "Measure the edge pipeline against River's HalfSpaceTrees, the outbox's durable "
+    "append against a raw SQLite batch insert and hub ingest into PostgreSQL against a "
+    "raw COPY of the same rows, in one run; print the ratios."
 )
 
 
@@ -23,6 +24,13 @@ def bench(
     quick: Annotated[
         bool, typer.Option(help="Small sizes (a smoke run, not a measurement).")
     ] = False,
+    pg: Annotated[
+        str,
+        typer.Option(
+            help="PostgreSQL server for the hub ingest row (SQLAlchemy URL of a maintenance "
+            "database; each repetition creates and drops its own database); '' skips it."
+        ),
+    ] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
 ) -> None:
     """Run the benchmarks and print a side-by-side table."""
     from rich.console import Console
@@ -39,7 +47,23 @@ def bench(
             pipe = bench_pipeline(n_sensors=sensors, reps=reps)
     with console.status("outbox vs raw SQLite ..."):
         box = bench_outbox(rows=5000, reps=reps) if quick else bench_outbox(reps=reps)
-    figures: dict[str, float] = {**pipe, **box, "reps": reps}
+    figures: dict[str, float | str | None] = {**pipe, **box, "reps": reps}
+
+    # -- hub ingest into PostgreSQL vs raw COPY (issue #4) ----------------------------
+    from edgeloop.bench.hub_bench import bench_hub_ingest
+
+    hub: dict[str, float] = {}
+    hub_error = "skipped (--pg '')" if not pg else ""
+    if pg:
+        with console.status("hub ingest into PostgreSQL vs raw COPY ..."):
+            try:
+                hub = bench_hub_ingest(pg, batches=4 if quick else 20, reps=reps)
+            except Exception as exc:  # no server: the other rows still stand
+                hub_error = f"{type(exc).__name__}: {exc}"[:300]
+    figures.update(hub)
+    if not hub:
+        figures.update(hub_ingest_pg_events_per_s=None, hub_ingest_pg_error=hub_error)
+    # ----------------------------------------------------------------------------------
 
     table = Table(title=f"edgeloop bench (median of {reps})")
     table.add_column("workload")
@@ -58,6 +82,16 @@ def bench(
         f"{box['sqlite_raw_rows_per_s'] / 1e3:,.0f} k rows/s",
         f"{box['ratio_vs_sqlite']:.2f}x",
     )
+    if hub:
+        table.add_row(
+            f"hub ingest into PostgreSQL (decode, ledger, commit; "
+            f"{hub['hub_events_per_batch']:,.0f} events/batch) vs raw psycopg COPY",
+            f"{hub['hub_ingest_pg_events_per_s'] / 1e3:,.0f} k events/s",
+            f"{hub['pg_copy_raw_events_per_s'] / 1e3:,.0f} k events/s",
+            f"{hub['hub_ratio_vs_copy']:.2f}x",
+        )
+    else:
+        table.add_row("hub ingest into PostgreSQL vs raw psycopg COPY", hub_error, "", "")
     console.print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(figures, indent=2) + "\n")

@@ -2,7 +2,8 @@
 
 * PostgreSQL: ``COPY t (cols) FROM STDIN (FORMAT BINARY)`` (psycopg 3) for plain inserts of
   :data:`PG_COPY_MIN_ROWS` rows or more (the bulk of ingest: summary and event rows),
-  through psycopg's copy writer. Otherwise (conflicts to skip, a column to return, few
+  or of rows with a blob column (event blocks: an array of blobs costs more to build
+  than COPY's rows), through psycopg's copy writer. Otherwise (conflicts to skip, a column to return, few
   rows) ``INSERT INTO t (cols) SELECT * FROM unnest(%b::type[], ...)``: the rows travel
   as one binary array per column, so the statement and its parameter count do not
   depend on the number of rows.
@@ -19,6 +20,7 @@ here, like SQLAlchemy's ``JSON`` type does (``json.dumps``), so they read back t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from itertools import chain
 from typing import Any
@@ -34,6 +36,9 @@ from sqlalchemy import (
     String,
     Table,
 )
+from sqlalchemy.exc import DBAPIError, StatementError
+
+from edgeloop.hub.columns import ColumnRows, Text, binary_copy
 
 PG_COPY_MIN_ROWS = 64
 """From this many rows on, a plain PostgreSQL insert uses COPY (below, unnest is cheaper)."""
@@ -82,7 +87,8 @@ def insert_rows(
     if not serialised:
         rows = _serialise_json(table, keys, rows)
     psycopg3 = name == "postgresql" and conn.dialect.driver == "psycopg"
-    if psycopg3 and not skip_conflicts and returning is None and len(rows) >= PG_COPY_MIN_ROWS:
+    plain = psycopg3 and not skip_conflicts and returning is None
+    if plain and (len(rows) >= PG_COPY_MIN_ROWS or _has_blob(table, keys)):
         _pg_copy(conn, table, keys, rows)
         return []
     tail = (" ON CONFLICT DO NOTHING" if skip_conflicts else "") + (
@@ -108,6 +114,56 @@ def insert_rows(
     raise ValueError(f"batched insert: backend {name!r} is neither sqlite nor postgresql")
 
 
+def insert_columns(conn: Connection, table: Table, rows: ColumnRows) -> None:
+    """Insert column rows (``edgeloop.hub.columns``) into ``table`` in one statement.
+
+    On PostgreSQL with psycopg and :data:`PG_COPY_MIN_ROWS` rows or more, one binary
+    COPY whose bytes are built column by column (:func:`~edgeloop.hub.columns.binary_copy`);
+    otherwise the rows as tuples through :func:`insert_rows`.
+
+    Raises:
+        ValueError: a key is not a column of ``table``, or its type does not match the
+            column's dtype.
+        sqlalchemy.exc.SQLAlchemyError: the database refused the rows.
+    """
+    if len(rows) == 0:
+        return
+    missing = [k for k in rows.keys if k not in table.c]
+    if missing:
+        raise ValueError(f"{table.name}: no column(s) {missing}")
+    psycopg3 = conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+    if not psycopg3 or len(rows) < PG_COPY_MIN_ROWS:
+        insert_rows(conn, table, rows.keys, rows.tuples(), serialised=True)
+        return
+    for key, col in zip(rows.keys, rows.columns, strict=True):
+        want = _pg_copy_type(table, key)
+        got = "text" if isinstance(col, Text) else _COPY_DTYPES.get(col.dtype.str[1:], "?")
+        if want != got:
+            raise ValueError(f"{table.name}.{key}: a {got} column for a {want} column")
+    sql = f"COPY {_quote(conn, table.name)} ({_cols(conn, rows.keys)}) FROM STDIN (FORMAT BINARY)"
+    data = binary_copy(rows.columns)
+    import psycopg
+
+    dbapi = conn.connection.dbapi_connection
+    assert isinstance(dbapi, psycopg.Connection), "COPY is used with the psycopg driver only"
+    try:
+        with dbapi.cursor() as cur, cur.copy(sql) as copy:
+            copy.write(data)
+    except psycopg.Error as exc:
+        raise _wrapped(sql, exc) from exc
+
+
+def _wrapped(sql: str, exc: Exception) -> StatementError:
+    """A psycopg error of a COPY as SQLAlchemy raises the errors of other statements (a
+    raw COPY bypasses its wrapping): callers catch ``SQLAlchemyError``."""
+    import psycopg
+
+    return DBAPIError.instance(sql, None, exc, psycopg.Error)
+
+
+_COPY_DTYPES = {"i8": "int8", "i4": "int4", "f8": "float8"}
+
+
 def _pg_copy(
     conn: Connection, table: Table, keys: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
@@ -117,10 +173,17 @@ def _pg_copy(
 
     dbapi = conn.connection.dbapi_connection
     assert isinstance(dbapi, psycopg.Connection), "COPY is used with the psycopg driver only"
-    with dbapi.cursor() as cur, cur.copy(sql) as copy:
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
+    try:
+        with dbapi.cursor() as cur, cur.copy(sql) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        raise _wrapped(sql, exc) from exc
+
+
+def _has_blob(table: Table, keys: Sequence[str]) -> bool:
+    return any(isinstance(table.c[k].type, LargeBinary) for k in keys)
 
 
 def _pg_copy_type(table: Table, key: str) -> str:
@@ -142,6 +205,7 @@ _PG_COPY_TYPES: tuple[tuple[type[Any], str], ...] = (
     (String, "text"),
 )
 _PG_SQL: dict[tuple[str, tuple[str, ...], str], str] = {}
+_COLLATE = re.compile(r' COLLATE "[^"]*"')
 
 
 def _pg_sql(conn: Connection, table: Table, keys: tuple[str, ...], placeholder: str) -> str:
@@ -157,7 +221,10 @@ def _pg_sql(conn: Connection, table: Table, keys: tuple[str, ...], placeholder: 
                 arrays.append(f"{placeholder}::text[]")
                 selects.append(f"c{i}::json")
             else:
-                arrays.append(f"{placeholder}::{column_type.compile(dialect=conn.dialect)}[]")
+                # An array type takes no collation ("VARCHAR(256) COLLATE "C"[]" is
+                # invalid); the column's own collation applies when the row is stored.
+                element = _COLLATE.sub("", column_type.compile(dialect=conn.dialect))
+                arrays.append(f"{placeholder}::{element}[]")
                 selects.append(f"c{i}")
         aliases = ", ".join(f"c{i}" for i in range(len(keys)))
         sql = (
@@ -201,4 +268,4 @@ def _cols(conn: Connection, keys: Sequence[str]) -> str:
     return ", ".join(_quote(conn, k) for k in keys)
 
 
-__all__ = ["PG_COPY_MIN_ROWS", "SQLITE_MAX_PARAMS", "insert_rows"]
+__all__ = ["PG_COPY_MIN_ROWS", "SQLITE_MAX_PARAMS", "insert_columns", "insert_rows"]

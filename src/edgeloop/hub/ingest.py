@@ -30,7 +30,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.hub import dead_letters
 from edgeloop.hub import schema as t
-from edgeloop.hub.bulk import insert_rows
+from edgeloop.hub.bulk import insert_columns, insert_rows
+from edgeloop.hub.columns import ColumnRows
 from edgeloop.hub.records import IngestItem
 from edgeloop.hub.rows import Rows, int64, rows_for, text
 from edgeloop.hub.schema import FrameEncoder
@@ -67,7 +68,7 @@ class Prepared:
 
     seq: int
     ledger: tuple[Any, ...]
-    rows: dict[str, Rows]
+    rows: dict[str, Rows | ColumnRows]
     dead: dict[str, Any] | None
     built: bool = True
 
@@ -127,7 +128,7 @@ def prepare(
 ) -> Prepared:
     """Build every row of ``item``; only the ledger row for a ``known`` entry."""
     error = None if known else item.error
-    rows: dict[str, Rows] = {}
+    rows: dict[str, Rows | ColumnRows] = {}
     if not known and error is None:
         try:
             rows = rows_for(
@@ -278,13 +279,19 @@ def _admit(conn: Connection, prepared: Sequence[Prepared]) -> list[Prepared]:
 
 
 def _insert_data(conn: Connection, fresh: Sequence[Prepared]) -> None:
-    """One insert per table for the rows of the admitted entries."""
+    """One insert per table (and form of rows) for the rows of the admitted entries."""
     by_table: dict[tuple[str, tuple[str, ...], bool], list[tuple[Any, ...]]] = {}
+    by_columns: dict[tuple[str, tuple[str, ...]], list[ColumnRows]] = {}
     for p in fresh:
         for name, rows in p.rows.items():
-            by_table.setdefault((name, rows.keys, rows.native), []).extend(rows.values)
+            if isinstance(rows, ColumnRows):
+                by_columns.setdefault((name, rows.keys), []).append(rows)
+            else:
+                by_table.setdefault((name, rows.keys, rows.native), []).extend(rows.values)
     for (name, keys, native), values in by_table.items():
         insert_rows(conn, t.metadata.tables[name], keys, values, serialised=native)
+    for (name, _), parts in by_columns.items():
+        insert_columns(conn, t.metadata.tables[name], ColumnRows.concat(parts))
     dead = [tuple(d[k] for k in DEAD_LETTER_KEYS) for p in fresh if (d := p.dead) is not None]
     insert_rows(conn, t.dead_letters, DEAD_LETTER_KEYS, dead)
 

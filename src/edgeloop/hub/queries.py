@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Integer, cast, func, select
 
 from edgeloop.hub import schema as t
+from edgeloop.hub.event_blocks import BlockKey, Blocks
 from edgeloop.hub.records import IncarnationInfo, NodeInfo, StoredEvent, StoredSummary
 
 TOTAL_KEYS = (
@@ -88,21 +89,44 @@ def events(
     if until_ns is not None:
         q = q.where(c.t_start_ns < until_ns)
     q = q.order_by(c.t_start_ns, c.id).limit(limit)
+    found = [dict(r) for r in conn.execute(q).mappings()]
+    # Events stored from an entry's columns (idx set) read their details from its block.
+    blocks = Blocks(conn, [_block_key(d) for d in found if d["idx"] is not None])
     out = []
-    for r in conn.execute(q).mappings():
-        d = dict(r)
-        d["has_raw"] = bool(d["has_raw"])
+    for d in found:
+        idx = d.pop("idx")
+        if idx is None:
+            d["has_raw"] = bool(d["has_raw"])
+            d["features"] = d["features"] or {}
+            d["raw_sensors"] = d["raw_sensors"] or []
+        else:
+            d.update(blocks.details(_block_key(d), idx))
         out.append(StoredEvent(**d))
     return out
+
+
+def _block_key(row: dict[str, Any]) -> BlockKey:
+    return (row["node"], row["epoch"], row["seq"])
 
 
 def event_raw(conn: Connection, event_id: int) -> tuple[bytes, list[str]] | None:
     """The raw context of an event: (encoded frame, sensor names), or ``None``."""
     c = t.events.c
-    row = conn.execute(select(c.raw, c.raw_sensors).where(c.id == event_id)).first()
-    if row is None or row[0] is None:
+    q = select(c.raw, c.raw_sensors, c.node, c.epoch, c.seq, c.idx).where(c.id == event_id)
+    row = conn.execute(q).first()
+    if row is None:
         return None
-    return bytes(row[0]), list(row[1] or [])
+    raw, raw_sensors, node, epoch, seq, idx = row
+    if idx is None:
+        return None if raw is None else (bytes(raw), list(raw_sensors or []))
+    key = (node, epoch, seq)
+    found = Blocks(conn, [key]).raw(key, idx)
+    if found is None:
+        return None
+    from edgeloop.telemetry.codec import encode_frame  # lazily: the store needs no codec
+
+    frame, names = found
+    return encode_frame(frame, names), list(names)
 
 
 def summaries(

@@ -19,7 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edgeloop.errors import RejectReason, TelemetryError
+from edgeloop.hub.columns import ColumnRows
 from edgeloop.hub.schema import KIND_EVENTS, KIND_FRAME, KIND_SUMMARIES, KINDS, NAME, FrameEncoder
+from edgeloop.telemetry.event_columns import EventColumns
 from edgeloop.telemetry.frame import Frame
 from edgeloop.telemetry.records import Event, SummaryBatch
 
@@ -61,7 +63,7 @@ def rows_for(
     encode_frame: FrameEncoder,
     *,
     epoch: int = 0,
-) -> dict[str, Rows]:
+) -> dict[str, Rows | ColumnRows]:
     """The rows one decoded entry adds, by table name.
 
     Args:
@@ -69,7 +71,10 @@ def rows_for(
         seq: the entry's sequence number.
         epoch: the sending outbox's epoch (ledger key with ``node`` and ``seq``).
         kind: ``"summaries"``, ``"events"`` or ``"frame"``.
-        decoded: the decoded payload for that kind (see :data:`Decoded`).
+        decoded: the decoded payload for that kind (see :data:`Decoded`). Events as
+            ``EventColumns`` (what the codec decodes) become column rows and one
+            ``event_blocks`` row (:func:`event_column_rows`); a list of ``Event`` rows
+            with their features and raw context in the row (:func:`event_rows`).
         payload: the encoded payload; becomes the blob of a ``"frame"`` entry (if empty,
             the frame is encoded with ``encode_frame``).
         encode_frame: encodes the raw context of events.
@@ -84,6 +89,10 @@ def rows_for(
             raise _wrong_type("summaries", decoded, "SummaryBatch")
         return {"summaries": summary_rows(node, seq, decoded, epoch)}
     if kind == KIND_EVENTS:
+        if isinstance(decoded, EventColumns):
+            from edgeloop.hub.event_blocks import event_column_rows  # it builds on this module
+
+            return event_column_rows(node, seq, decoded, epoch)
         if not isinstance(decoded, list | tuple):
             raise _wrong_type("events", decoded, "list of Event")
         return {"events": event_rows(node, seq, decoded, encode_frame, epoch)}
