@@ -2,9 +2,10 @@
 
 :class:`StubHub` is a real HTTP/1.1 server (asyncio streams, its own thread) serving the
 documented shapes: ``GET /v1/nodes/{node}/desired`` (a ``DesiredState`` as the
-``desired`` package serialises it), ``GET /v1/artifacts/{id}`` honouring ``Range``
-(206 + ``Content-Range``), ``GET /v1/models/{version}/manifest`` (the signed bytes) and
-``/signature`` (JSON), ``PUT /v1/nodes/{node}/actual`` (recorded). It can cut the link in
+``desired`` package serialises it; 404 for a node without one), ``GET /v1/artifacts/{id}``
+honouring ``Range`` (206 + ``Content-Range``), ``GET /v1/models/{version}`` (JSON with the
+signed manifest bytes as ``manifest_text`` and the ``signature``, as the hub's registry
+API answers), ``PUT /v1/nodes/{node}/actual`` (recorded). It can cut the link in
 the middle of an artifact body (``cut_after``: the next responses stop after that many
 body bytes and the connection is aborted) and serve corrupted bytes (``corrupt``).
 
@@ -206,14 +207,18 @@ class StubHub:
         if method == "PUT" and parts[:2] == ["v1", "nodes"] and parts[3:] == ["actual"]:
             self.actual.append(json.loads(body))
             return await _reply(writer, 204, b"")
-        if method == "GET" and parts[:2] == ["v1", "models"] and len(parts) == 4:
+        if method == "GET" and parts[:2] == ["v1", "models"] and len(parts) == 3:
             p = self.models.get(parts[2])
             if p is None:
                 return await _reply(writer, 404, b"{}")
-            if parts[3] == "manifest":
-                return await _reply(writer, 200, p.manifest)
             sig = self.signatures.get(p.version, p.signature)
-            return await _reply(writer, 200, json.dumps(sig.to_dict()).encode())
+            doc = {
+                "version": p.version,
+                "artifact": p.artifact,
+                "manifest_text": p.manifest.decode(),
+                "signature": sig.to_dict(),
+            }
+            return await _reply(writer, 200, json.dumps(doc).encode())
         if method == "GET" and parts[:2] == ["v1", "artifacts"]:
             art = parts[2]
             p = next((q for q in self.models.values() if q.artifact == art), None)

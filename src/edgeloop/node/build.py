@@ -125,7 +125,7 @@ def build_reconciler(
         config.node_id,
         ControlClient(url, timeout_s=m.timeout_s),
         ModelStore(m.dir, config.node_id),
-        ModelSwitch(pipeline, ShadowMonitor(config.node_id), m.detector, m.group),
+        ModelSwitch(pipeline, ShadowMonitor(config.node_id), m.detector, m.window_group),
         list(m.trusted_keys),
         clock=clock,
         append=outbox.append,
@@ -135,4 +135,5 @@ def build_reconciler(
         every_s=m.reconcile_every_s,
         retry_min_s=m.retry_min_s,
         retry_max_s=m.retry_max_s,
+        fleet_group=m.fleet_group,
     )

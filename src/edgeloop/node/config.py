@@ -159,17 +159,20 @@ class ModelsConfig:
 
     ``dir`` holds downloads, verified models and the active pointer; ``trusted_keys`` are
     PEM public keys a model's signature must come from; ``hub_url`` serves desired
-    state and artifacts (default: the HTTP uplink's url). The acting model takes over the
-    detector ``detector`` of its window group (default: the group's only ONNX detector);
-    ``group`` is used for models whose metadata names none.
+    state and artifacts (default: the HTTP uplink's url); ``fleet_group`` is the node group
+    it names when it reports (a node the hub does not know yet joins that group). The
+    acting model takes over the detector ``detector`` of its window group (default: the
+    group's only ONNX detector); ``window_group`` is used for models whose metadata names
+    none.
     """
 
     __pydantic_config__ = FORBID_EXTRA
     dir: Annotated[str, MinLen(1)]
     trusted_keys: Annotated[list[str], MinLen(1)]
     hub_url: str | None = None
+    fleet_group: str | None = None
     detector: str | None = None
-    group: str | None = None
+    window_group: str | None = None
     reconcile_every_s: Annotated[float, Gt(0.0)] = 10.0
     measure_every_s: Annotated[float, Gt(0.0)] = 60.0
     chunk_bytes: Annotated[int, Gt(0)] = 256 * 1024

@@ -118,7 +118,7 @@ class ModelSwitch:
         if not group:
             raise ModelError(
                 f"model {slot.version}: its metadata names no window group and "
-                "models.group is not set"
+                "models.window_group is not set"
             )
         try:
             names = self.pipeline.feature_names(group)

@@ -10,7 +10,8 @@ One round (:meth:`Reconciler.round`):
    * ``Download``: each missing byte range with ``Range`` requests, written at its offset
      into a partial file and recorded as held only once on disk (a link cut keeps the
      bytes that arrived; a restart resumes after them: :mod:`edgeloop.node.model_store`);
-   * ``Verify``: fetch the manifest and its signature, then check hash, size and
+   * ``Verify``: fetch the version (``GET /v1/models/{version}``: the manifest's
+     signed bytes as ``manifest_text`` and its ``signature``), then check hash, size and
      signature in a child process (``python -m edgeloop.security.verify``), so that
      ``cryptography`` never becomes resident in the gateway; a refused artifact's bytes
      are dropped and the reason is kept for the report;
@@ -29,6 +30,7 @@ runs in the storage thread, verification in a child: the data path never waits f
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -68,8 +70,7 @@ class HubPaths:
     desired: str = "/v1/nodes/{node}/desired"
     actual: str = "/v1/nodes/{node}/actual"
     artifact: str = "/v1/artifacts/{artifact}"
-    manifest: str = "/v1/models/{version}/manifest"
-    signature: str = "/v1/models/{version}/signature"
+    model: str = "/v1/models/{version}"
 
 
 class Reconciler:
@@ -87,6 +88,7 @@ class Reconciler:
         chunk_size, max_failures: see :func:`edgeloop.desired.reconcile`.
         every_s, retry_min_s, retry_max_s: round cadence and back-off bounds.
         paths: the hub's endpoints.
+        fleet_group: the node group named in reports (a node not yet in the fleet joins it).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Reconciler:
         retry_min_s: float = 0.5,
         retry_max_s: float = 30.0,
         paths: HubPaths = HubPaths(),
+        fleet_group: str | None = None,
     ) -> None:
         self.node = node
         self.client = client
@@ -121,6 +124,7 @@ class Reconciler:
         self.retry_min_s = retry_min_s
         self.retry_max_s = retry_max_s
         self.paths = paths
+        self.fleet_group = fleet_group
         self.actual = ActualState(node)
         self.desired: DesiredState | None = None
         self.last_report: Report | None = None
@@ -233,6 +237,7 @@ class Reconciler:
         return {
             "schema": ACTUAL_SCHEMA,
             "node": a.node,
+            "group": self.fleet_group,
             "generation": a.generation,
             "active": [slot_to_dict(s) for s in a.active],
             "previous": slot_to_dict(a.previous) if a.previous else None,
@@ -241,16 +246,17 @@ class Reconciler:
             "status": rep.status if rep else "converging",
             "desired_generation": rep.desired_generation if rep else None,
             "detail": rep.detail if rep else "",
-            "artifacts": {
-                k: {
+            "artifacts": [
+                {
+                    "artifact": v.artifact,
                     "size": v.size,
-                    "held_bytes": sum(e - s for s, e in v.held),
+                    "held": sum(e - s for s, e in v.held),
                     "verified": v.verified,
                     "failures": v.failures,
                     "last_error": v.last_error,
                 }
-                for k, v in a.artifacts.items()
-            },
+                for v in a.artifacts.values()
+            ],
             "refused": list(self.refusals[-10:]),
         }
 
@@ -307,13 +313,13 @@ class Reconciler:
     async def _verify(self, action: Verify) -> None:
         art = action.artifact
         if not self.store.has_signed(art):
-            manifest = await self.client.get(
-                self.paths.manifest.format(version=action.version, artifact=art)
-            )
-            sig = await self.client.get(
-                self.paths.signature.format(version=action.version, artifact=art)
-            )
-            await asyncio.to_thread(self.store.save_signed, art, manifest.body, sig.body)
+            path = self.paths.model.format(version=action.version, artifact=art)
+            doc = (await self.client.get(path)).json(f"GET {path}")
+            text, sig = doc.get("manifest_text"), doc.get("signature")
+            if not isinstance(text, str) or not isinstance(sig, dict):
+                raise ConfigError(f"GET {path}: expected manifest_text and signature")
+            signed = (text.encode("utf-8"), json.dumps(sig).encode())
+            await asyncio.to_thread(self.store.save_signed, art, *signed)
         verdict = await verify_in_child(
             self.trusted_keys,
             str(self.store.manifest_path(art)),
