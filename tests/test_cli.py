@@ -47,6 +47,14 @@ def test_discovery_finds_every_known_command() -> None:
         ("eval",),
         ("eval", "nab"),
         ("eval", "skab"),
+        ("models",),
+        ("models", "list"),
+        ("models", "show"),
+        ("models", "promote"),
+        ("models", "rollback"),
+        ("models", "diff"),
+        ("fleet",),
+        ("fleet", "status"),
     }
     assert expected <= set(COMMANDS)
 

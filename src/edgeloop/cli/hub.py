@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 if TYPE_CHECKING:
     from edgeloop.hub.store import HubStore
+    from edgeloop.security import PrivateKey
 
 app = typer.Typer(help="Run the hub.", no_args_is_help=True)
 
@@ -38,6 +40,17 @@ def serve(
     tenant: Annotated[
         str | None, typer.Option(help="Consume this tenant's nodes only (default: every tenant).")
     ] = None,
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            help="The hub's data directory: its model-signing key is generated there on the "
+            "first start (hub-signing-key.pem) and read on every later one."
+        ),
+    ] = Path("edgeloop-hub-data"),
+    key: Annotated[
+        Path | None,
+        typer.Option(help="Sign models with this Ed25519 key (PEM) instead of the data dir's."),
+    ] = None,
     max_pending: Annotated[
         int,
         typer.Option(
@@ -59,8 +72,9 @@ def serve(
     from edgeloop.hub.app import create_app
 
     broker = _broker(mqtt) if mqtt is not None else None
+    signing_key = _signing_key(data_dir, key)
     store = _open(db)
-    app = create_app(store)
+    app = create_app(store, signing_key=signing_key)
     consumer = None
     if broker is not None:
         from edgeloop.errors import ConfigError, TransportError
@@ -120,6 +134,17 @@ def migrate(
         return
     how = " (stamped as the baseline: made before migrations)" if up.stamped else ""
     typer.echo(f"{shown}: {up.before or 'none'} -> {up.after}{how}")
+
+
+def _signing_key(data_dir: Path, key: Path | None) -> PrivateKey:
+    from edgeloop.hub.keys import hub_key
+    from edgeloop.security import KeyFileError
+
+    try:
+        return hub_key(data_dir, key)
+    except KeyFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _exit_cleanly(_sig: int, _frame: object) -> None:

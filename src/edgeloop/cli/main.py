@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgeloop import __version__
-from edgeloop.cli import bench, chaos, demo, evaluate, hub, node
+from edgeloop.cli import bench, chaos, demo, evaluate, fleet, hub, models, node
 
 app = typer.Typer(
     name="edgeloop",
@@ -20,6 +20,8 @@ app.command("chaos", help=chaos.HELP)(chaos.chaos)
 app.add_typer(node.app, name="node")
 app.add_typer(hub.app, name="hub")
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(models.app, name="models")
+app.add_typer(fleet.app, name="fleet")
 
 
 @app.command("version")

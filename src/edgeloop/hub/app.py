@@ -31,6 +31,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from edgeloop.errors import RejectReason, TelemetryError
+from edgeloop.hub.control import ControlPlane
+from edgeloop.hub.fleet_api import fleet_router
+from edgeloop.hub.models_api import models_router
 from edgeloop.hub.schema import KIND_EVENTS, KIND_FRAME, KIND_SUMMARIES, Decoded
 from edgeloop.hub.store import (
     HubStore,
@@ -41,6 +44,7 @@ from edgeloop.hub.store import (
     StoredSummary,
 )
 from edgeloop.outbox.base import Entry
+from edgeloop.security import PrivateKey
 from edgeloop.telemetry import codec
 from edgeloop.transport.base import Ack
 
@@ -262,11 +266,16 @@ def create_app(
     *,
     clock: Callable[[], int] = time.time_ns,
     max_body_bytes: int = MAX_BODY_BYTES,
+    signing_key: PrivateKey | None = None,
 ) -> FastAPI:
     """The hub's FastAPI app over ``store`` (tables must exist: ``store.create_all()``).
 
     ``app.state.ingest`` is the :class:`IngestService` (its ``metrics.registry`` is the
-    one ``/metrics`` exposes).
+    one ``/metrics`` exposes); ``app.state.control`` the
+    :class:`~edgeloop.hub.control.ControlPlane` behind the model and fleet APIs. It signs
+    with ``signing_key`` (``edgeloop.hub.keys.hub_key``); without one, with a key made
+    for this app only (tests, embedded use: versions it signs are not trusted after a
+    restart).
     """
     app = FastAPI(
         title="edgeloop hub",
@@ -276,6 +285,10 @@ def create_app(
     service = IngestService(store, clock=clock)
     app.state.ingest = service
     app.state.store = store
+    plane = ControlPlane(store, signing_key or PrivateKey.generate(), clock=clock)
+    app.state.control = plane
+    app.include_router(models_router(plane))
+    app.include_router(fleet_router(plane))
 
     @app.post(
         "/v1/ingest",
