@@ -162,6 +162,9 @@ class Received(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     received_ns: Mapped[int] = mapped_column(BigInteger)
     rejected: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Commit order (migration 0005): on PostgreSQL a sequence value drawn by the INSERT,
+    # under the node's row lock, so per node it follows the commits; NULL on SQLite.
+    commit_order: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class EventRow(Base):
