@@ -10,8 +10,9 @@ import typer
 
 HELP = (
     "Measure the edge pipeline against River's HalfSpaceTrees, the outbox's durable "
-    "append against a raw SQLite batch insert and hub ingest into PostgreSQL against a "
-    "raw COPY of the same rows, in one run; print the ratios."
+    "append against a raw SQLite batch insert, hub ingest into PostgreSQL against a "
+    "raw COPY of the same rows and the MQTT uplink (end-to-end acks) against raw "
+    "paho-mqtt publishing the same batches, in one run; print the ratios."
 )
 
 
@@ -31,6 +32,13 @@ def bench(
             "database; each repetition creates and drops its own database); '' skips it."
         ),
     ] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    mqtt: Annotated[
+        str,
+        typer.Option(
+            help="MQTT broker HOST:PORT for the uplink row; 'private' starts a Mosquitto "
+            "of its own (else 127.0.0.1:1883 is used); '' skips it."
+        ),
+    ] = "private",
 ) -> None:
     """Run the benchmarks and print a side-by-side table."""
     from rich.console import Console
@@ -65,6 +73,23 @@ def bench(
         figures.update(hub_ingest_pg_events_per_s=None, hub_ingest_pg_error=hub_error)
     # ----------------------------------------------------------------------------------
 
+    # -- MQTT uplink with end-to-end acks vs raw paho-mqtt (issue #4) ------------------
+    from edgeloop.bench.mqtt_bench import bench_mqtt
+
+    up: dict[str, float] = {}
+    up_error = "skipped (--mqtt '')" if not mqtt else ""
+    if mqtt:
+        broker = None if mqtt == "private" else _host_port(mqtt)
+        with console.status("MQTT uplink (end-to-end acks) vs raw paho-mqtt ..."):
+            try:
+                up = bench_mqtt(4_000 if quick else 32_000, reps=reps, broker=broker)
+            except Exception as exc:  # no broker: the other rows still stand
+                up_error = f"{type(exc).__name__}: {exc}"[:300]
+    figures.update(up)
+    if not up:
+        figures.update(mqtt_uplink_samples_per_s=None, mqtt_uplink_error=up_error)
+    # ----------------------------------------------------------------------------------
+
     table = Table(title=f"edgeloop bench (median of {reps})")
     table.add_column("workload")
     table.add_column("edgeloop", justify="right")
@@ -92,7 +117,24 @@ def bench(
         )
     else:
         table.add_row("hub ingest into PostgreSQL vs raw psycopg COPY", hub_error, "", "")
+    if up:
+        table.add_row(
+            "MQTT uplink, end-to-end acks (outbox, window, QoS 1, hub decodes and acks) "
+            "vs raw paho-mqtt QoS 1 of the same batches",
+            f"{up['mqtt_uplink_samples_per_s'] / 1e6:,.1f} M samples/s",
+            f"{up['paho_raw_samples_per_s'] / 1e6:,.1f} M samples/s",
+            f"{up['ratio_vs_paho']:.2f}x",
+        )
+    else:
+        table.add_row("MQTT uplink vs raw paho-mqtt", up_error, "", "")
     console.print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(figures, indent=2) + "\n")
         console.print(f"figures written to {json_out}")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise typer.BadParameter(f"expected HOST:PORT, got {text!r}", param_hint="--mqtt")
+    return host, int(port)

@@ -195,44 +195,59 @@ class NodeRuntime:
         assert self.transport is not None
         stats = await asyncio.to_thread(self.outbox.stats)
         win = self.window = UplinkWindow(self._window_batches, self._window_bytes, stats.acked_upto)
+        # Sends may overlap only where the transport says so (MQTT: it publishes in call
+        # order and the hub refuses a batch ahead of its watermark); elsewhere one
+        # finishes (e.g. its HTTP reply) before the next starts.
+        depth = max(1, int(getattr(self.transport, "send_concurrency", 1)))
+        sending: set[asyncio.Task[None]] = set()
         backoff = self._retry_min
-        while True:
-            self._wake.clear()  # whatever arrives from here on wakes the wait below
-            if await self._apply_acks(win):
-                self.link_up = True
-                backoff = self._retry_min
-            failed = win.overdue(time.monotonic(), self._ack_timeout)
-            if not failed and win.has_room():
-                stats, entries = await asyncio.to_thread(self._claim_after, win.sent)
-                if entries:
-                    try:
-                        await self.transport.send(
-                            Batch(
-                                node=self.core.config.node_id,
-                                after_seq=win.sent,
-                                entries=tuple(entries),
-                                status=self.status(stats.evicted.as_dict()),
-                                sent_ns=self.clock(),
-                                epoch=stats.epoch,
-                            )
-                        )
-                    except TransportError:
+        try:
+            while True:
+                self._wake.clear()  # whatever arrives from here on wakes the wait below
+                if await self._apply_acks(win):
+                    self.link_up = True
+                    backoff = self._retry_min
+                failed = win.overdue(time.monotonic(), self._ack_timeout)
+                for task in [t for t in sending if t.done()]:
+                    sending.discard(task)
+                    exc = None if task.cancelled() else task.exception()
+                    if isinstance(exc, TransportError):
                         failed = True
-                    else:
-                        nbytes = sum(e.size for e in entries)
-                        win.on_sent(entries[-1].seq, nbytes, time.monotonic())
+                    elif exc is not None:
+                        raise exc  # a bug, not a link failure: surface it
+                if failed:
+                    for task in sending:
+                        task.cancel()  # their batches go again after the rewind
+                    sending.clear()
+                    self.send_failures += 1
+                    self.link_up = False
+                    win.rewind()
+                    # Jittered exponential back-off: a fleet coming back must not stampede.
+                    await asyncio.sleep(backoff * (0.5 + self._rng.random()))
+                    backoff = min(backoff * 2, self._retry_max)
+                    continue
+                if len(sending) < depth and win.has_room():
+                    stats, entries = await asyncio.to_thread(self._claim_after, win.sent)
+                    if entries:
+                        batch = Batch(
+                            node=self.core.config.node_id,
+                            after_seq=win.sent,
+                            entries=tuple(entries),
+                            status=self.status(stats.evicted.as_dict()),
+                            sent_ns=self.clock(),
+                            epoch=stats.epoch,
+                        )
+                        task = asyncio.create_task(self.transport.send(batch))
+                        task.add_done_callback(lambda _: self._wake.set())
+                        sending.add(task)
+                        win.on_sent(entries[-1].seq, sum(e.size for e in entries), time.monotonic())
                         continue
-            if failed:
-                self.send_failures += 1
-                self.link_up = False
-                win.rewind()
-                # Jittered exponential back-off: a fleet coming back must not stampede.
-                await asyncio.sleep(backoff * (0.5 + self._rng.random()))
-                backoff = min(backoff * 2, self._retry_max)
-                continue
-            wait = win.wait_s(time.monotonic(), self._ack_timeout, idle_s=0.5)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                wait = win.wait_s(time.monotonic(), self._ack_timeout, idle_s=0.5)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+        finally:
+            for task in sending:
+                task.cancel()
 
     # -- status -----------------------------------------------------------------
     def status(self, evicted: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -165,6 +165,14 @@ class MqttTransport:
         return len(self._pubacks)
 
     @property
+    def send_concurrency(self) -> int:
+        """How many ``send`` calls may overlap (the node's uplink reads it): concurrent
+        sends are published in call order, and at most ``max_inflight`` await their
+        PUBACK; a batch that still reaches the hub ahead of an earlier one is not
+        committed there (see the module docstring), so overlapping is safe."""
+        return self._max_inflight
+
+    @property
     def connected(self) -> bool:
         """True while the MQTT connection is up (as last reported by paho)."""
         return self._connected is not None and self._connected.is_set()
