@@ -43,7 +43,7 @@ def test_codec_module_imports_cleanly() -> None:
     assert importlib.import_module("edgeloop.telemetry.codec").SCHEMA_VERSION == 1
 
 
-@pytest.mark.parametrize("name", ["codec", "validate", "boundary"])
+@pytest.mark.parametrize("name", ["codec", "validate", "boundary", "event_columns"])
 def test_docstring_examples_run(name: str) -> None:
     import doctest
 

@@ -25,11 +25,11 @@ Run: ``python -m edgeloop.bench.hub_bench`` (or ``edgeloop bench``).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
+import multiprocessing
+import queue
 import secrets
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -137,101 +137,115 @@ def fresh_database(server: str) -> Iterator[str]:
         eng.dispose()
 
 
-def _run_streams(work: list[Callable[[], float]]) -> float:
-    """Run each stream's work in its own thread, started together; the wall time from
-    the start to the last one's end."""
-    if len(work) == 1:
-        return work[0]()
-    barrier = threading.Barrier(len(work) + 1)
-    errors: list[BaseException] = []
-
-    def run(w: Callable[[], float]) -> None:
-        barrier.wait()
-        try:
-            w()
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in work]
-    for th in threads:
-        th.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for th in threads:
-        th.join()
-    spent = time.perf_counter() - t0
-    if errors:
-        raise errors[0]
-    return spent
-
-
-def _ours(url: str, streams: list[list[bytes]], n_events: int) -> float:
+def _ours_stream(url: str, batches: list[bytes], ready: Any, start: Any) -> tuple[float, float]:
+    """One hub worker: ingest ``batches`` through ``IngestService``; (start, end) times."""
     from edgeloop.hub.app import IngestService
     from edgeloop.hub.store import HubStore
 
-    store = HubStore.open(url)
+    store = HubStore(url)  # migrated by the caller
     try:
         service = IngestService(store)
-
-        def one(batches: list[bytes]) -> float:
-            spent = 0.0
-            for data in batches:
-                t0 = time.perf_counter()
-                ack = service.ingest(data)
-                spent += time.perf_counter() - t0
-                if ack.rejected or ack.duplicates:
-                    raise RuntimeError(f"hub bench: batch not stored whole: {ack}")
-            return spent
-
-        spent = _run_streams([functools.partial(one, b) for b in streams])
-        stored = store.totals()["overall"]["events"]
+        store.ping()
+        ready.put(True)
+        start.wait()
+        t0 = time.monotonic()
+        for data in batches:
+            ack = service.ingest(data)
+            if ack.rejected or ack.duplicates:
+                raise RuntimeError(f"hub bench: batch not stored whole: {ack}")
+        return t0, time.monotonic()
     finally:
         store.close()
-    if stored != n_events:
-        raise RuntimeError(f"hub bench: {stored} events stored of {n_events}")
-    return n_events / spent
 
 
-def _peer(url: str, streams: list[list[list[tuple[Any, ...]]]], n_events: int) -> float:
+def _peer_stream(
+    url: str, rows: list[list[tuple[Any, ...]]], ready: Any, start: Any
+) -> tuple[float, float]:
+    """One raw client: COPY each batch's rows, commit; (start, end) times."""
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from edgeloop.hub.store import HubStore
-
-    HubStore.open(url).close()  # the same schema and indexes
     u = make_url(url)
     types = ["text", "int8", "int8", "int4", *["text"] * 6, *["int8"] * 3, "float8", "float8"]
     sql = f"COPY events ({', '.join(EVENT_COLUMN_KEYS)}) FROM STDIN (FORMAT BINARY)"
-
-    def connect() -> psycopg.Connection[Any]:
-        return psycopg.connect(
-            host=u.host, port=u.port or 5432, user=u.username, dbname=u.database,
-            password=u.password,
-        )  # fmt: skip
-
-    def one(conn: psycopg.Connection[Any], rows: list[list[tuple[Any, ...]]]) -> float:
-        spent = 0.0
+    with psycopg.connect(
+        host=u.host, port=u.port or 5432, user=u.username, dbname=u.database, password=u.password
+    ) as conn:
+        ready.put(True)
+        start.wait()
+        t0 = time.monotonic()
         for batch in rows:
-            t0 = time.perf_counter()
             with conn.cursor() as cur, cur.copy(sql) as copy:
                 copy.set_types(types)
                 for row in batch:
                     copy.write_row(row)
             conn.commit()
-            spent += time.perf_counter() - t0
-        return spent
+        return t0, time.monotonic()
 
-    conns = [connect() for _ in streams]
+
+def _worker(target: Callable[..., tuple[float, float]], args: tuple[Any, ...], out: Any) -> None:
     try:
-        spent = _run_streams(
-            [functools.partial(one, c, r) for c, r in zip(conns, streams, strict=True)]
-        )
-        stored = conns[0].execute("SELECT count(*) FROM events").fetchone()
+        out.put(target(*args))
+    except BaseException as exc:  # reported to the parent, which raises it
+        out.put(exc)
+
+
+def _run(target: Callable[..., tuple[float, float]], work: list[Any], url: str) -> float:
+    """Run ``target(url, w, ready, start)`` for every ``w`` of ``work`` at once: in this
+    process for one, else one process each (as hub processes on a shared subscription),
+    released together. Returns the wall time from the first start to the last end."""
+    if len(work) == 1:
+        q: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        t0, t1 = target(url, work[0], q, _Go())
+        return t1 - t0
+    ctx = multiprocessing.get_context("spawn")
+    ready, out, start = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_worker, args=(target, (url, w, ready, start), out)) for w in work]
+    for p in procs:
+        p.start()
+    try:
+        for _ in procs:
+            ready.get(timeout=120)
+        start.set()
+        results = [out.get(timeout=600) for _ in procs]
     finally:
-        for c in conns:
-            c.close()
-    if stored is None or stored[0] != n_events:
-        raise RuntimeError(f"hub bench: the peer stored {stored} rows of {n_events}")
+        for p in procs:
+            p.join(timeout=60)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    return float(max(r[1] for r in results) - min(r[0] for r in results))
+
+
+class _Go:
+    """A start signal that is already given (one stream, in this process)."""
+
+    def wait(self) -> None:
+        return None
+
+
+def _count(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url)
+    try:
+        with eng.connect() as c:
+            return int(c.execute(text("SELECT count(*) FROM events")).scalar_one())
+    finally:
+        eng.dispose()
+
+
+def _side(server: str, side: str, work: list[Any], n_events: int) -> float:
+    """Events/s of one side on a fresh database (migrated like every hub's)."""
+    from edgeloop.hub.store import HubStore
+
+    with fresh_database(server) as url:
+        HubStore.open(url).close()
+        target = _ours_stream if side == "ours" else _peer_stream
+        spent = _run(target, work, url)
+        stored = _count(url)
+    if stored != n_events:
+        raise RuntimeError(f"hub bench: {side}: {stored} events stored of {n_events}")
     return n_events / spent
 
 
@@ -252,10 +266,10 @@ def bench_hub_ingest(
         batches: uplink batches per node and repetition (one transaction each).
         entries: events entries per batch.
         events: events per entry.
-        streams: nodes sending at once: each has its own thread on both sides (ours:
-            one ``IngestService`` and store shared by the threads, as the HTTP API's
-            thread pool or hub processes on one shared subscription; the peer: one
-            connection per thread). 1 measures a single hub worker.
+        streams: nodes sending at once, each served by its own process on both sides
+            (ours: a hub process with its own store, as hub processes sharing one MQTT
+            subscription; the peer: a client with its own connection). 1 runs a single
+            hub worker in this process.
         reps: repetitions; medians are reported.
 
     Returns:
@@ -277,8 +291,7 @@ def bench_hub_ingest(
     for rep in range(reps):
         got: dict[str, float] = {}
         for side in ("ours", "peer") if rep % 2 == 0 else ("peer", "ours"):
-            with fresh_database(server) as url:
-                got[side] = _ours(url, data, n) if side == "ours" else _peer(url, rows, n)
+            got[side] = _side(server, side, data if side == "ours" else rows, n)
         runs.append((got["ours"], got["peer"]))
     ours = statistics.median(r[0] for r in runs)
     peer = statistics.median(r[1] for r in runs)

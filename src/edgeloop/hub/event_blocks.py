@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Connection, select, tuple_
 
 from edgeloop.errors import RejectReason, TelemetryError
@@ -73,33 +74,28 @@ def event_column_rows(
     strings = cols.strings
     lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
     nul = "\x00" in "".join(strings)
-    if nul:
-        has_nul = np.fromiter(("\x00" in s for s in strings), dtype=bool, count=len(strings))
-    for name, limit in _LIMITS:
-        bad = lengths > limit
-        if nul:
-            bad |= has_nul
-        raw_names = name == "raw_sensors"
-        codes = (cols.raw_sensor_names if raw_names else cols.code(name)).astype(np.intp)
-        hit = bad[codes]
-        if hit.any():
-            j = int(np.argmax(hit))
-            field = f"events[{j}].{name}"
-            if raw_names:
-                i = int(np.searchsorted(cols.raw_sensor_offsets, j, side="right")) - 1
-                field = f"events[{i}].raw_sensors[{j - int(cols.raw_sensor_offsets[i])}]"
-            _name(strings[int(codes[j])], field, limit)
-    owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(cols.raw_offsets))
-    names_of = np.diff(cols.raw_sensor_offsets)[owner]
-    beyond = cols.raw.sensor >= names_of
-    if beyond.any():
-        j = int(np.argmax(beyond))
-        raise TelemetryError(
-            f"events[{int(owner[j])}].raw.sensor",
-            RejectReason.UNKNOWN_SENSOR,
-            f"raw sample sensor index {int(cols.raw.sensor[j])} beyond the "
-            f"{int(names_of[j])} raw sensor names",
-        )
+    severity = cols.code("severity")
+    # The common case in two tests: no string is too long for a name column or holds NUL,
+    # and the severities fit theirs.
+    if nul or int(lengths.max(initial=0)) > NAME or _longest(lengths, severity) > 16:
+        _check_names(cols, lengths, nul)
+    raw_n = np.diff(cols.raw_offsets)
+    names_n = np.diff(cols.raw_sensor_offsets)
+    unnamed = (raw_n > 0) & (names_n == 0)  # samples, but no names to index
+    if unnamed.any() or (not cols.wire and len(cols.raw)):
+        # Columns decoded from the wire had each sample's index checked against its
+        # event's names by the codec; what the codec lets pass is raw without names.
+        owner = np.repeat(np.arange(n, dtype=np.int64), raw_n)
+        names_of = names_n[owner]
+        beyond = cols.raw.sensor >= names_of
+        if beyond.any():
+            j = int(np.argmax(beyond))
+            raise TelemetryError(
+                f"events[{int(owner[j])}].raw.sensor",
+                RejectReason.UNKNOWN_SENSOR,
+                f"raw sample sensor index {int(cols.raw.sensor[j])} beyond the "
+                f"{int(names_of[j])} raw sensor names",
+            )
     table = tuple(text(s) for s in strings) if nul else strings
     reasons = Text(cols.code("reason"), table)
     texts = {c: Text(cols.code(c), strings) for c in CODE_COLUMNS if c != "reason"}
@@ -122,6 +118,31 @@ def event_column_rows(
         "events": ColumnRows(EVENT_COLUMN_KEYS, columns),
         "event_blocks": Rows(EVENT_BLOCK_KEYS, [(node, epoch, seq, n, payload)], native=True),
     }
+
+
+def _longest(lengths: npt.NDArray[np.int64], codes: npt.NDArray[np.uint32]) -> int:
+    return max((int(lengths[c]) for c in set(codes.tolist())), default=0)
+
+
+def _check_names(cols: EventColumns, lengths: npt.NDArray[np.int64], nul: bool) -> None:
+    """Raise the ``TelemetryError`` of the first string a length-limited column cannot
+    hold (too long, or NUL), naming the event and field."""
+    strings = cols.strings
+    has_nul = np.zeros(len(strings), dtype=bool)
+    if nul:
+        has_nul = np.fromiter(("\x00" in s for s in strings), dtype=bool, count=len(strings))
+    for name, limit in _LIMITS:
+        bad = (lengths > limit) | has_nul
+        raw_names = name == "raw_sensors"
+        codes = (cols.raw_sensor_names if raw_names else cols.code(name)).astype(np.intp)
+        hit = bad[codes]
+        if hit.any():
+            j = int(np.argmax(hit))
+            field = f"events[{j}].{name}"
+            if raw_names:
+                i = int(np.searchsorted(cols.raw_sensor_offsets, j, side="right")) - 1
+                field = f"events[{i}].raw_sensors[{j - int(cols.raw_sensor_offsets[i])}]"
+            _name(strings[int(codes[j])], field, limit)
 
 
 def _encode_events(cols: EventColumns) -> bytes:

@@ -154,10 +154,16 @@ def _decode_v2(env: Mapping[Any, Any], wire: bytes) -> EventColumns:
             )
     codes = u4[:nc].reshape(len(CODE_COLUMNS), n)
     f_keys, rs_names = u4[nc + 2 * n : nc + 2 * n + m], u4[nc + 2 * n + m :]
-    for row, name in enumerate(CODE_COLUMNS):
-        _check_codes(codes[row], n_str, name)
+    # Every string index in range: one test over each region (the common case); the
+    # field is looked for only when one is not.
+    if nc and int(codes.max()) >= n_str:
+        for row, name in enumerate(CODE_COLUMNS):
+            _check_codes(codes[row], n_str, name)
+    if m + k and int(u4[nc + 2 * n :].max()) >= n_str:
+        _check_codes(f_keys, n_str, "features", _owners(f_off))
+        _check_codes(rs_names, n_str, "raw_sensors", _owners(rs_off))
     severity = codes[CODE_COLUMNS.index("severity")]
-    for c in np.unique(severity).tolist():
+    for c in set(severity.tolist()):
         if strings[c] not in _SEVERITIES:
             i = int(np.argmax(severity == c))
             _fail(
@@ -165,9 +171,8 @@ def _decode_v2(env: Mapping[Any, Any], wire: bytes) -> EventColumns:
                 RejectReason.MALFORMED,
                 f"unknown severity {strings[c]!r:.40}",
             )
-    owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(f_off))
-    _check_codes(f_keys, n_str, "features", owner)
     if m > 1 and not _same_unique_keys(f_keys, f_off):
+        owner = _owners(f_off)
         pairs = owner * max(n_str, 1) + f_keys
         uniq, first = np.unique(pairs, return_index=True)
         if uniq.shape[0] != m:
@@ -176,13 +181,13 @@ def _decode_v2(env: Mapping[Any, Any], wire: bytes) -> EventColumns:
             _fail(
                 f"events[{i}].features", RejectReason.MALFORMED, f"feature {key!r:.40} given twice"
             )
-    _check_codes(rs_names, n_str, "raw_sensors", np.repeat(np.arange(n), np.diff(rs_off)))
     raw_count = i8[nt:]
     if n and int(raw_count.min()) < -1:
         i = int(np.argmax(raw_count < -1))
         _fail(f"events[{i}].raw", RejectReason.MALFORMED, f"sample count {int(raw_count[i])}")
     raw = _dec_block(_map(_get(env, "raw", "events"), "events.raw"), "events.raw", budget, None)
-    r_off = offsets(np.maximum(raw_count, 0))
+    raw_n = np.maximum(raw_count, 0)
+    r_off = offsets(raw_n)
     if int(r_off[-1]) != len(raw):
         _fail(
             "events.raw",
@@ -204,7 +209,7 @@ def _decode_v2(env: Mapping[Any, Any], wire: bytes) -> EventColumns:
         raw=raw,
         wire=wire,
     )
-    bad = _raw_beyond_names(cols, np.maximum(raw_count, 0))
+    bad = _raw_beyond_names(cols, raw_n)
     if bad is not None:
         i, top, names = bad
         _fail(
@@ -213,6 +218,11 @@ def _decode_v2(env: Mapping[Any, Any], wire: bytes) -> EventColumns:
             f"sensor index {top} beyond {names} names",
         )
     return cols
+
+
+def _owners(off: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The event of each item of a column cut by ``off``."""
+    return np.repeat(np.arange(off.shape[0] - 1, dtype=np.int64), np.diff(off))
 
 
 def _same_unique_keys(keys: npt.NDArray[np.uint32], off: npt.NDArray[np.int64]) -> bool:
