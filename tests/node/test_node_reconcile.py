@@ -9,6 +9,7 @@ the models are real signed ONNX models; verification runs in the real child proc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import defaultdict
@@ -293,3 +294,32 @@ def test_model_delivery_config_errors_name_the_field(tmp_path: Path) -> None:
         parse_node_config({**base, "models": {"dir": str(tmp_path), "trusted_keys": []}})
     cfg = parse_node_config({**base, "uplink": {"kind": "http", "url": "http://hub:8000"}})
     assert cfg.models is not None and cfg.models.chunk_bytes == 256 * 1024
+
+
+def test_the_run_loop_backs_off_through_failures_and_converges(tmp_path: Path) -> None:
+    m = signed_models()
+    with StubHub() as hub:
+        hub.publish(m["v1"])
+        hub.desired["gw1"] = desired("gw1", 1, "v1")
+        hub.cut_after = [0, 0, 0, 0]  # four failed rounds in a row
+        node = Node(tmp_path, hub)
+        node.rec.retry_min_s, node.rec.every_s = 0.01, 0.05
+        link = {"up": False}
+        node.rec.link_up = lambda: link["up"]
+
+        async def main() -> None:
+            task = asyncio.create_task(node.rec.run())
+            await asyncio.sleep(0.2)
+            assert hub.requests == []  # no round while the uplink is down
+            link["up"] = True
+            for _ in range(400):
+                if hub.actual and hub.actual[-1]["status"] == "converged":
+                    break
+                await asyncio.sleep(0.05)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+    assert hub.actual[-1]["status"] == "converged" and node.acting().name == "v1"
+    assert node.rec.failures == 4

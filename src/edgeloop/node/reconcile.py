@@ -51,11 +51,11 @@ from edgeloop.desired.reconciler import (
     Verify,
     reconcile,
 )
-from edgeloop.errors import ConfigError, EdgeloopError, ModelError, TransportError
+from edgeloop.errors import ConfigError, EdgeloopError, ModelError
 from edgeloop.node.fetch import ControlClient, PartialBody
 from edgeloop.node.model_store import ModelStore, slot_to_dict
 from edgeloop.node.model_switch import ModelSwitch
-from edgeloop.node.verifier import VerifierError, verify_in_child
+from edgeloop.node.verifier import verify_in_child
 from edgeloop.outbox.base import NewEntry
 
 log = logging.getLogger("edgeloop.node.reconcile")
@@ -174,7 +174,7 @@ class Reconciler:
                 continue
             try:
                 await self.round()
-            except (TransportError, VerifierError, ConfigError, OSError) as exc:
+            except (EdgeloopError, OSError) as exc:  # all of ours: transport, verifier, ...
                 self.failures += 1
                 log.warning("reconcile failed (retry in ~%.1f s): %s", backoff, exc)
                 await asyncio.sleep(backoff * (0.5 + self._rng.random()))
