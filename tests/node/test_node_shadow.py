@@ -36,6 +36,7 @@ from edgeloop.node.shadow import (
     KIND_MEASUREMENT,
     MEASUREMENT_SCHEMA,
     ShadowMonitor,
+    decode_measurement,
     measurement_for,
 )
 from edgeloop.outbox.base import Priority
@@ -147,6 +148,12 @@ def test_a_shadow_model_is_measured_but_never_acts(tmp_path: Path) -> None:
     assert canary_view.challenger_alerts == doc["champion_alerts"]
     assert canary_view.latency_p99_ms == doc["acting_latency_p99_ms"]
     assert measurement_for(doc, "v9") is None
+    entry = a.monitor.begin("v1", "bad", a.sim.now_ns)  # nothing since the last period
+    assert entry is None
+    raw = json.dumps(doc).encode()
+    assert decode_measurement(raw) == doc
+    with pytest.raises(ConfigError, match="measurement: not JSON"):
+        decode_measurement(raw[:-1])
     with pytest.raises(ConfigError, match="missing field 'windows'"):
         measurement_for({k: v for k, v in doc.items() if k != "windows"}, "bad")
 

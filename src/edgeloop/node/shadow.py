@@ -152,6 +152,21 @@ class ShadowMonitor:
         return NewEntry(Priority.SUMMARY, KIND_MEASUREMENT, payload, 0, now_ns)
 
 
+def decode_measurement(payload: bytes) -> dict[str, Any]:
+    """The document of a ``measurement`` outbox entry (for a receiver's decoder table).
+
+    Raises:
+        ConfigError: not JSON, or not a shadow measurement document.
+    """
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"measurement: not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != MEASUREMENT_SCHEMA:
+        raise ConfigError(f"measurement: schema must be {MEASUREMENT_SCHEMA!r}")
+    return doc
+
+
 def measurement_for(doc: Mapping[str, Any], challenger: str) -> EdgeMeasurement | None:
     """The :class:`EdgeMeasurement` a measurement document gives for ``challenger``.
 
