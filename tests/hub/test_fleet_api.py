@@ -5,6 +5,7 @@ restarted hub resumes a rollout where it stood."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from edgeloop.desired import DesiredState
 from edgeloop.hub.keys import hub_key
+from edgeloop.hub.rollout_ticker import RolloutTicker
 from edgeloop.hub.store import HubStore
 
 from ._control_helpers import SEC, Clock, HttpNode, make_client, ok, register
@@ -244,3 +246,31 @@ def test_a_rollout_survives_a_hub_restart_and_promotes(
     ]
     assert events[-1]["kind"] == "promoted" and events[-1]["actor"] == "rollout"
     store.close()
+
+
+def test_the_ticker_rolls_back_a_stage_that_gathers_no_evidence(
+    store: HubStore, clock: Clock
+) -> None:
+    client = make_client(store, clock)
+    register(client, "v1", 1)
+    register(client, "v2", 2, parent="v1")
+    ok(client.post("/v1/models/v1/promote", json={"actor": "a"}))
+    ok(client.put("/v1/groups/line-a", json={"act": "champion"}))
+    for n in FLEET:
+        report(client, n)
+    policy = {**POLICY, "stage_timeout_s": 300.0}
+    ok(client.post("/v1/rollouts", json={"challenger": "v2", "actor": "a", "policy": policy}), 201)
+    plane = client.app.state.control  # type: ignore[attr-defined]
+    ticker = RolloutTicker(plane, every_s=0.01).start()
+    try:
+        clock.advance(301)  # no node ever sent a measurement
+        deadline = time.monotonic() + 30
+        while plane.rollouts()[-1].rollout.outcome == "running":
+            assert time.monotonic() < deadline, "the ticker never judged the rollout"
+            time.sleep(0.01)
+    finally:
+        ticker.stop()
+    (rec,) = ok(client.get("/v1/rollouts"))["rollouts"]
+    assert rec["outcome"] == "rolled_back"
+    assert "not enough evidence after 301 s" in rec["decisions"][-1]["reason"]
+    assert ticker.failures == 0

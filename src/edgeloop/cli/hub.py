@@ -51,6 +51,14 @@ def serve(
         Path | None,
         typer.Option(help="Sign models with this Ed25519 key (PEM) instead of the data dir's."),
     ] = None,
+    rollout_tick_s: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Judge the running model rollout this often (timeouts, minimum durations); "
+            "measurements from nodes judge it as they arrive too.",
+        ),
+    ] = 10.0,
     max_pending: Annotated[
         int,
         typer.Option(
@@ -95,12 +103,16 @@ def serve(
         except TransportError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+    from edgeloop.hub.rollout_ticker import RolloutTicker
+
+    ticker = RolloutTicker(app.state.control, rollout_tick_s).start()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end with a clean exit
     # (status 0) instead, so the consumer below disconnects from the broker too.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
+        ticker.stop()
         if consumer is not None:
             consumer.stop()
 
