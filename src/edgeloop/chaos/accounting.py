@@ -19,8 +19,8 @@ Rules (``docs/chaos.md``):
 * ``lost`` = produced − delivered − (evicted − evicted_delivered) − rejected; anything
   but 0 is a bug;
 * ``order_violations``: ledger entries of a (node, epoch) committed after an entry with
-  a higher sequence number (commit order: the ledger's ``commit_order`` when the store
-  has it, else the hub's receive clock);
+  a higher sequence number (commit order: the ledger's ``commit_order``, drawn under the
+  node's row lock — migration 0005; the hub's receive clock on a store without it);
 * ``drain_s``: from the end of the last fault until the hub committed the last summary
   row of data produced before it.
 """
@@ -64,12 +64,21 @@ class NodeCounts:
     events: int = 0
     last_commit_ns: int | None = None
     ledger_seqs: set[int] = field(default_factory=set)
+    ledger_rejected: int = 0
+    """Entries admitted to the ledger whose payload was dead-lettered."""
+    unknown_upto_seq: int = 0
+    """The hub met the node's epoch first with ``after_seq`` > 0 and took everything up
+    to it as acknowledged elsewhere (``hub/schema.py``)."""
+    missing_seqs: list[int] = field(default_factory=list)
+    """Sequence numbers below the highest stored that the ledger lacks (evicted, or
+    never stored: the first 50)."""
 
 
 @dataclass
 class StoreCounts:
     nodes: dict[str, NodeCounts] = field(default_factory=dict)
     dead_letters: dict[str, int] = field(default_factory=dict)
+    dead_letter_examples: list[dict[str, Any]] = field(default_factory=list)
     order_basis: str = "commit_order"
 
 
@@ -80,7 +89,8 @@ def read_store(db_url: str, nodes: list[str], recovery_ns: int | None) -> StoreC
         with engine.connect() as conn:
             insp = inspect(conn)
             cols = {c["name"] for c in insp.get_columns("received")}
-            basis = "commit_order" if "commit_order" in cols else "received_ns"
+            pg = conn.dialect.name == "postgresql"  # SQLite leaves commit_order NULL
+            basis = "commit_order" if pg and "commit_order" in cols else "received_ns"
             has_events = "events" in insp.get_table_names()
             out = StoreCounts(order_basis=basis)
             for node in nodes:
@@ -89,6 +99,13 @@ def read_store(db_url: str, nodes: list[str], recovery_ns: int | None) -> StoreC
                 text("SELECT reason, count(*) FROM dead_letters GROUP BY reason")
             ).all()
             out.dead_letters = {str(r): int(n) for r, n in rows}
+            examples = conn.execute(
+                text("SELECT node, reason, field, detail FROM dead_letters ORDER BY id LIMIT 20")
+            ).all()
+            out.dead_letter_examples = [
+                {"node": n, "reason": r, "field": f, "detail": str(d)[:200]}
+                for n, r, f, d in examples
+            ]
             return out
     finally:
         engine.dispose()
@@ -129,6 +146,19 @@ def _node_counts(
         int(r[0]) for r in conn.execute(text("SELECT seq FROM received WHERE node = :n"), p)
     }
     c.ledger_entries = len(c.ledger_seqs)
+    c.ledger_rejected = int(
+        conn.execute(
+            text("SELECT count(*) FROM received WHERE node = :n AND rejected"), p
+        ).scalar_one()
+    )
+    c.unknown_upto_seq = int(
+        conn.execute(
+            text("SELECT coalesce(max(unknown_upto_seq), 0) FROM incarnations WHERE node = :n"),
+            p,
+        ).scalar_one()
+    )
+    top = max(c.ledger_seqs, default=0)
+    c.missing_seqs = sorted(set(range(1, top + 1)) - c.ledger_seqs)[:50]
     if has_events:
         c.events = int(
             conn.execute(text("SELECT count(*) FROM events WHERE node = :n"), p).scalar_one()

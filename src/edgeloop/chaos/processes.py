@@ -75,6 +75,8 @@ def gateway_config(
     proxy_port: int,
     workdir: Path,
     seed: int,
+    duration_s: float,
+    budget_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The node config of gateway ``index`` (YAML-ready data)."""
     cfg: dict[str, Any] = {
@@ -103,12 +105,21 @@ def gateway_config(
                         "seed": seed + index,
                     }
                 },
+                "faults": [
+                    {
+                        "kind": kind,
+                        "machine": f"{name}.m01",
+                        "start_s": round(a * duration_s, 3),
+                        "end_s": round(b * duration_s, 3),
+                    }
+                    for kind, a, b in scenario.faults
+                ],
             }
         ],
         "status_file": str(workdir / f"{name}.status.json"),
     }
-    if scenario.budget_bytes is not None:
-        cfg["outbox"]["budget_bytes"] = scenario.budget_bytes
+    if budget_bytes is not None:
+        cfg["outbox"]["budget_bytes"] = budget_bytes
     if scenario.corrupt_samples > 0:
         cfg["chaos"] = {"corrupt_samples": scenario.corrupt_samples, "seed": seed * 100 + index}
     return cfg
@@ -134,6 +145,7 @@ class Deployment:
         duration_s: float,
         start_ns: int,
         drain_timeout_s: float,
+        budget_bytes: int | None = None,
     ) -> None:
         self.scenario = scenario
         self.workdir = workdir
@@ -149,7 +161,9 @@ class Deployment:
         for i in range(scenario.gateways):
             name = f"gw{i + 1}"
             proxy = NetProxy(*broker, seed=seed * 1000 + i).start_in_thread()
-            cfg = gateway_config(name, i, scenario, tenant, proxy.port, workdir, seed)
+            cfg = gateway_config(
+                name, i, scenario, tenant, proxy.port, workdir, seed, duration_s, budget_bytes
+            )
             plan = make_plan(parse_node_config(cfg, where=f"{name} config"))
             plan_path = workdir / f"{name}.plan.json"
             plan_path.write_text(plan_to_json(plan))

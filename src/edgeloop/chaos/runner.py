@@ -124,8 +124,18 @@ def run_scenario(
     tenant = f"chaos-{sc.name}-{opts.seed}"
     duration = opts.run_s
     with _broker(sc, workdir) as (host, port, broker):
+        budget = None if sc.budget_bytes is None else sc.budget_bytes[0 if opts.quick else 1]
         dep = Deployment(
-            sc, workdir, (host, port), db_url, tenant, opts.seed, duration, 0, DRAIN_TIMEOUT_S
+            sc,
+            workdir,
+            (host, port),
+            db_url,
+            tenant,
+            opts.seed,
+            duration,
+            0,
+            DRAIN_TIMEOUT_S,
+            budget,
         )
         tap = None
         log: list[dict[str, Any]] = []
@@ -156,7 +166,8 @@ def run_scenario(
                 tap.close()
             dep.stop()
         drops = _broker_drops(broker)
-    return _result(sc, dep, store, codes, log, recovery_ns, drops, time.monotonic() - t0)
+    wall_s = time.monotonic() - t0
+    return _result(sc, dep, store, codes, log, recovery_ns, drops, wall_s, budget)
 
 
 def _do(
@@ -227,6 +238,7 @@ def _result(
     recovery_ns: int | None,
     broker_drops: int | None,
     wall_s: float,
+    budget_bytes: int | None,
 ) -> dict[str, Any]:
     produced = delivered = duplicates = violations = rejected = both = 0
     evicted = {k: 0 for k in ("raw", "summary", "event", "alarm")}
@@ -288,13 +300,23 @@ def _result(
         "hub_starts": {f"hub{h.instance}": h.starts for h in dep.hubs},
         "resumed_from_s": resumed,
         "events_stored": events,
+        "events_forwarded": sum(int(gw.stats().get("events_forwarded", 0)) for gw in dep.gateways),
+        "outbox_budget_bytes": budget_bytes,
         "dead_letters": store.dead_letters,
+        "dead_letter_examples": store.dead_letter_examples,
         "broker_drops": broker_drops,
         "proxy": {
-            gw.name: {"resets": gw.proxy.stats.resets, "drops": gw.proxy.stats.drops}
+            gw.name: {
+                "resets": gw.proxy.stats.resets,
+                "refused": gw.proxy.stats.refused,
+                "drops": gw.proxy.stats.drops,
+            }
             for gw in dep.gateways
         },
         "order_basis": store.order_basis,
+        "ledger_missing_seqs": {n: c.missing_seqs for n, c in store.nodes.items()},
+        "unknown_upto_seq": {n: c.unknown_upto_seq for n, c in store.nodes.items()},
+        "ledger_rejected": {n: c.ledger_rejected for n, c in store.nodes.items()},
         "timeline": [{k: v for k, v in e.items() if k != "done_ns"} for e in log],
     }
 

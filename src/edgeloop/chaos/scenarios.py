@@ -71,7 +71,9 @@ class Scenario:
         steps: the timeline.
         recovery: fraction of the run at which the last fault ends (``None``: none).
         gateways, hubs: processes of each kind.
-        budget_bytes: the gateways' outbox disk budget (``None``: unbounded).
+        budget_bytes: the gateways' outbox disk budget, ``(quick, full)`` runs
+            (``None``: unbounded). The full run's budget holds an event entry (raw
+            context, ~27 KB) but not the summaries of a long cut.
         corrupt_samples: share of samples corrupted at the source (bad sensor input).
         broker_extra: lines appended to Mosquitto's configuration.
         hub_max_pending: MQTT receive maximum of each hub (flow control).
@@ -84,12 +86,15 @@ class Scenario:
     recovery: float | None = None
     gateways: int = 1
     hubs: int = 1
-    budget_bytes: int | None = None
+    budget_bytes: tuple[int, int] | None = None
     corrupt_samples: float = 0.0
     broker_extra: tuple[str, ...] = ()
     hub_max_pending: int = 32
     evictions_expected: bool = False
     needs_broker_binary: bool = False
+    faults: tuple[tuple[str, float, float], ...] = ()
+    """``(kind, start, end)`` injected into machine ``m01`` of every gateway (fractions
+    of the run): anomalies raise events, which carry raw context (big entries)."""
     tags: tuple[str, ...] = field(default=())
 
 
@@ -108,8 +113,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "slow-lossy-link",
-        "50 ms one-way delay and connections reset mid-stream: resends, no loss, no dup",
-        (Step(0.1, "link", (0.05, 0.03)), Step(0.75, "link", (0.0, 0.0))),
+        "50 ms one-way delay and connections reset mid-stream (20 % of chunks): resends, no loss, no dup",
+        (Step(0.1, "link", (0.05, 0.2)), Step(0.75, "link", (0.0, 0.0))),
         recovery=0.75,
     ),
     Scenario(
@@ -141,8 +146,9 @@ SCENARIOS: tuple[Scenario, ...] = (
         "counts every evicted sample; the rest arrives",
         (Step(0.1, "cut"), Step(0.8, "restore")),
         recovery=0.8,
-        budget_bytes=2048,
+        budget_bytes=(4 * 1024, 40 * 1024),
         evictions_expected=True,
+        faults=(("imbalance", 0.45, 0.75),),
     ),
     Scenario(
         "bad-input",

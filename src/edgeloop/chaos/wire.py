@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
 from edgeloop.transport.mqtt_session import correlation_of, new_client, publish_properties
 from edgeloop.transport.topics import NodeTopics, parse_node_topic
 
@@ -54,7 +56,9 @@ class WireTap:
             raise RuntimeError(f"wire tap: not subscribed on {host}:{port} in {timeout_s:g} s")
 
     def _on_connect(self, client: Any, *_: Any) -> None:
-        client.subscribe(f"edgeloop/{self.tenant}/+/uplink", qos=1)
+        # No-local: what the tap itself publishes (replays, forgeries) is not captured.
+        options = SubscribeOptions(qos=1, noLocal=True)
+        client.subscribe(f"edgeloop/{self.tenant}/+/uplink", options=options)
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         with self._lock:
