@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from edgeloop.errors import RejectReason, TelemetryError
@@ -179,15 +179,16 @@ def commit_batch(
         sqlalchemy.exc.IntegrityError: a concurrent first insert of this node's
             incarnation row (roll back, retry).
     """
-    row = conn.execute(_NODE_FOR_UPDATE, {"node": node}).one_or_none()
+    # One round trip: the node row, locked, with its incarnation row of this epoch (the
+    # node row is locked: the incarnation rows of the node cannot change under us).
+    params = {"node": node, "epoch": epoch}
+    row = conn.execute(_NODE_FOR_UPDATE, params).one_or_none()
     if row is None:
         # ON CONFLICT: a concurrent first batch of the node may insert it too.
         conn.execute(_NEW_NODE[conn.dialect.name], _new_node(node, epoch, now_ns))
-        row = conn.execute(_NODE_FOR_UPDATE, {"node": node}).one()
-    current_epoch, status_ns, last_seen = row
-
-    # The node row is locked: the incarnation rows of the node cannot change under us.
-    inc = conn.execute(_INCARNATION, {"node": node, "epoch": epoch}).one_or_none()
+        row = conn.execute(_NODE_FOR_UPDATE, params).one()
+    current_epoch, status_ns, last_seen, inc_watermark, inc_seen = row
+    inc = None if inc_watermark is None else (inc_watermark, inc_seen)
     new_epoch = inc is None
     unknown_upto = 0
     if inc is None:
@@ -320,18 +321,29 @@ _SEEN = select(t.received.c.seq).where(
     t.received.c.seq.in_(bindparam("seqs", expanding=True)),
 )
 _NODE_FOR_UPDATE = (
-    select(t.nodes.c.epoch, t.nodes.c.status_ns, t.nodes.c.last_seen_ns)
+    select(
+        t.nodes.c.epoch,
+        t.nodes.c.status_ns,
+        t.nodes.c.last_seen_ns,
+        t.incarnations.c.watermark,
+        t.incarnations.c.last_seen_ns,
+    )
+    .select_from(
+        t.nodes.outerjoin(
+            t.incarnations,
+            and_(
+                t.incarnations.c.node == t.nodes.c.id,
+                t.incarnations.c.epoch == bindparam("epoch"),
+            ),
+        )
+    )
     .where(t.nodes.c.id == bindparam("node"))
-    .with_for_update()
+    .with_for_update(of=t.nodes)
 )
 _NEW_NODE = {
     "postgresql": postgresql.insert(t.nodes).on_conflict_do_nothing(),
     "sqlite": sqlite.insert(t.nodes).on_conflict_do_nothing(),
 }
-_INCARNATION = select(t.incarnations.c.watermark, t.incarnations.c.last_seen_ns).where(
-    t.incarnations.c.node == bindparam("node"),
-    t.incarnations.c.epoch == bindparam("epoch"),
-)
 
 __all__ = [
     "DEAD_LETTER_KEYS",
