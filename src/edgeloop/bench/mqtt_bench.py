@@ -374,8 +374,8 @@ def bench_mqtt(
     Returns:
         ``mqtt_uplink_samples_per_s`` and ``paho_raw_samples_per_s`` (medians of
         ``reps``), ``ratio_vs_paho`` (the median of the repetitions' ratios: each pair
-        runs back to back, so load that drifts between repetitions cancels out), and
-        the sizes measured.
+        runs back to back, so load that drifts between repetitions cancels out), the
+        smallest and largest of those ratios, and the sizes measured.
 
     Raises:
         TransportError: a side did not deliver everything (a figure would lie).
@@ -434,6 +434,8 @@ def bench_mqtt(
         "mqtt_uplink_samples_per_s": statistics.median(ours),
         "paho_raw_samples_per_s": statistics.median(paho),
         "ratio_vs_paho": statistics.median(ratios),
+        "mqtt_ratio_min": min(ratios),
+        "mqtt_ratio_max": max(ratios),
         "mqtt_batches_per_rep": float(n_batches),
         "mqtt_batch_bytes": float(batch_bytes),
         "mqtt_window_batches": float(window_batches),
