@@ -112,9 +112,22 @@ def test_desired_state_errors_name_what_is_missing(store: HubStore) -> None:
     assert r.status_code == 422 and r.json()["error"]["field"] == "node"
     r = client.put("/v1/nodes/gw1/actual", json={"generation": -1, "status": "converging"})
     assert r.status_code == 422
+    # A node of a group without desired state gets a 404 saying what to set; it does not
+    # hold up the other nodes' documents or the fleet status.
+    ok(client.post("/v1/models/v1/promote", json={"actor": "a"}))
+    ok(client.put("/v1/groups/line-a", json={"act": "champion"}))
+    ok(client.put("/v1/fleet/nodes/gw2", json={"group": "line-a"}))
     ok(client.put("/v1/fleet/nodes/gw1", json={"group": "nowhere"}))
     r = client.get("/v1/nodes/gw1/desired")
-    assert r.status_code == 422 and "no desired state" in r.json()["error"]["detail"]
+    assert r.status_code == 404 and "PUT /v1/groups/nowhere" in r.json()["error"]["detail"]
+    assert desired(client, "gw2").acting.version == "v1"
+    rows = {n["node"]: n for n in ok(client.get("/v1/fleet/status"))["nodes"]}
+    assert rows["gw1"]["desired_version"] is None and rows["gw2"]["desired_version"] == "v1"
+    # An alias that a group acts on cannot be removed from under it.
+    ok(client.put("/v1/aliases/stable", json={"version": "v1", "actor": "a"}))
+    ok(client.put("/v1/groups/line-b", json={"act": "stable"}))
+    r = client.delete("/v1/aliases/stable", params={"actor": "a"})
+    assert r.status_code == 409 and "group line-b" in r.json()["error"]["detail"]
     r = client.put("/v1/fleet/nodes/gw1", json={"group": "g", "pin_act": "nope"})
     assert r.status_code == 404 and r.json()["error"]["field"] == "pin_act"
 

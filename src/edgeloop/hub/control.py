@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 from edgeloop.desired import DesiredState, version_drift
 from edgeloop.errors import ConfigError
 from edgeloop.hub import fleet_store as fs
-from edgeloop.hub.desired_docs import NotFound, documents, version_of
+from edgeloop.hub.desired_docs import NotFound, documents, missing_group, version_of
 from edgeloop.hub.model_store import ModelStore, control, reading
 from edgeloop.hub.store import HubStore
 from edgeloop.registry import (
@@ -39,6 +39,7 @@ from edgeloop.registry import (
     ManifestError,
     ModelRegistry,
     ModelVersion,
+    RegistryError,
 )
 from edgeloop.registry.manifest import check_name
 from edgeloop.rollout import (
@@ -152,7 +153,15 @@ class ControlPlane:
                 raise NotFound(f"alias: {alias!r} is not set (aliases {sorted(r.aliases)})")
             return r.remove_alias(alias, now, actor, reason)
 
-        return self.models.command(cmd)[1]
+        with control(self.store) as conn:
+            users = [f"group {g.name}" for g in fs.groups(conn).values() if g.act == alias]
+            users += [f"node {n.node}" for n in fs.nodes(conn).values() if n.pin_act == alias]
+            if users:
+                raise RegistryError(
+                    f"alias: {alias!r} names the acting model of {', '.join(users)}; point "
+                    "them at another version or alias first"
+                )
+            return self.models.command(cmd, conn)[1]
 
     # -- desired and actual state -----------------------------------------------------------
     def set_group(
@@ -224,8 +233,8 @@ class ControlPlane:
         """The node's desired-state document.
 
         Raises:
-            NotFound: the node is not in the fleet, or its models name nothing.
-            ConfigError: its group has no desired state.
+            NotFound: the node is not in the fleet, its group has no desired state, or
+                its models name nothing.
         """
         with reading(self.store) as conn:
             if node not in fs.nodes(conn):
@@ -233,7 +242,9 @@ class ControlPlane:
                     f"node: {node!r} is not in the fleet; assign it (PUT /v1/fleet/nodes/"
                     f"{node}) or report its actual state with a group"
                 )
-            docs, _ = self._state(conn)
+            docs, nodes = self._state(conn)
+            if node not in docs:
+                raise missing_group(nodes[node], fs.groups(conn))
         return docs[node]
 
     def status(self) -> dict[str, Any]:
@@ -242,10 +253,19 @@ class ControlPlane:
         with reading(self.store) as conn:
             docs, nodes = self._state(conn)
             reports = fs.actuals(conn)
+            generation = fs.generation(conn)
         drift = version_drift(docs, {n: r.to_actual_state() for n, r in reports.items()})
+        nothing = {
+            "desired_version": None,
+            "actual_version": None,
+            "desired_generation": None,
+            "actual_generation": None,
+            "in_sync": False,
+        }
         now = self.clock()
         rows = []
-        for node, d in drift.items():
+        for node in sorted(set(drift) | set(nodes)):  # fleet nodes without a document too
+            d = drift.get(node, nothing)
             rep = reports.get(node)
             rows.append(
                 {
@@ -259,7 +279,7 @@ class ControlPlane:
                 }
             )
         return {
-            "generation": next(iter(docs.values())).generation if docs else None,
+            "generation": generation,
             "nodes": rows,
             "in_sync": sum(1 for r in rows if r["in_sync"]),
             "drifting": sum(1 for r in rows if not r["in_sync"]),

@@ -43,15 +43,15 @@ def documents(
     running: Rollout | None,
     generation: int,
 ) -> dict[str, DesiredState]:
-    """Every fleet node's desired state (pure).
+    """The desired state of every fleet node whose group has one (pure).
 
     Group and pin references resolve through the registry's aliases. A shadow reference
     that names nothing (e.g. ``challenger`` after a promotion cleared it), or the acting
-    version itself, means no shadow.
+    version itself, means no shadow. Nodes of a group without desired state get no
+    document (:func:`missing_group` says why), and do not hold up the others'.
 
     Raises:
         NotFound: a node's acting reference names no version (the group or node named).
-        ConfigError: a node's group has no desired state.
     """
 
     def models(act: str, shadow: str | None, where: str) -> NodeModels:
@@ -65,16 +65,24 @@ def documents(
         )
         for g in groups.values()
     }
-    fleet = Fleet(tuple(NodeInfo(n.node, n.group) for n in nodes.values()))
+    fleet = Fleet(tuple(NodeInfo(n.node, n.group) for n in nodes.values() if n.group in states))
     overrides: dict[str, NodeModels] = {}
     if running is not None and running.outcome == "running":
         covered = Fleet(tuple(i for i in fleet.nodes if i.node in set(running.order)))
         overrides.update(desired(running, covered))
     for n in nodes.values():
-        if n.pin_act is not None:
+        if n.pin_act is not None and n.group in states:
             overrides[n.node] = models(n.pin_act, n.pin_shadow, f"nodes[{n.node}].pin")
     artifacts = {v: (m.manifest.artifact, m.manifest.size) for v, m in reg.versions.items()}
     return resolve(states, fleet, artifacts, generation, overrides)
 
 
-__all__ = ["NotFound", "documents", "exists", "version_of"]
+def missing_group(node: NodeRecord, groups: Mapping[str, GroupRecord]) -> NotFound:
+    """The error for a node whose group has no desired state (what to do included)."""
+    return NotFound(
+        f"groups: node {node.node!r} is in group {node.group!r}, which has no desired state "
+        f"yet (groups {sorted(groups)}); set it with PUT /v1/groups/{node.group}"
+    )
+
+
+__all__ = ["NotFound", "documents", "exists", "missing_group", "version_of"]
