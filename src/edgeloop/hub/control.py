@@ -217,13 +217,18 @@ class ControlPlane:
                 fs.put_node(conn, report.node, group, None, None, report.reported_ns)
             fs.put_actual(conn, report)
 
-    def _state(self, conn: Connection) -> tuple[dict[str, DesiredState], dict[str, fs.NodeRecord]]:
+    def _state(
+        self, conn: Connection, nodes: dict[str, fs.NodeRecord] | None = None
+    ) -> tuple[dict[str, DesiredState], dict[str, fs.NodeRecord]]:
+        """Documents of ``nodes`` (default: the whole fleet) and those nodes."""
         reg = self.models.registry(conn)
         running = fs.list_rollouts(conn, running_only=True)
+        if nodes is None:
+            nodes = fs.nodes(conn)
         docs = documents(
             reg,
             fs.groups(conn),
-            nodes := fs.nodes(conn),
+            nodes,
             running[-1].rollout if running else None,
             fs.generation(conn),
         )
@@ -237,14 +242,16 @@ class ControlPlane:
                 its models name nothing.
         """
         with reading(self.store) as conn:
-            if node not in fs.nodes(conn):
+            mine = fs.nodes(conn, only=node)
+            if node not in mine:
                 raise NotFound(
                     f"node: {node!r} is not in the fleet; assign it (PUT /v1/fleet/nodes/"
                     f"{node}) or report its actual state with a group"
                 )
-            docs, nodes = self._state(conn)
+            # Resolved for this node only: the cost does not grow with the fleet.
+            docs, _ = self._state(conn, mine)
             if node not in docs:
-                raise missing_group(nodes[node], fs.groups(conn))
+                raise missing_group(mine[node], fs.groups(conn))
         return docs[node]
 
     def status(self) -> dict[str, Any]:

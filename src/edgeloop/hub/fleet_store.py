@@ -178,9 +178,12 @@ def put_group(
     return groups(conn)[name]
 
 
-def nodes(conn: Connection) -> dict[str, NodeRecord]:
-    """Every fleet node, by id."""
-    rows = conn.execute(select(fleet_nodes).order_by(fleet_nodes.c.node)).mappings()
+def nodes(conn: Connection, only: str | None = None) -> dict[str, NodeRecord]:
+    """Every fleet node (or just ``only``, if it is one), by id."""
+    q = select(fleet_nodes).order_by(fleet_nodes.c.node)
+    if only is not None:
+        q = q.where(fleet_nodes.c.node == only)
+    rows = conn.execute(q).mappings()
     return {
         r["node"]: NodeRecord(
             r["node"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ class Fleet:
     def __post_init__(self) -> None:
         nodes = tuple(sorted(self.nodes, key=lambda n: n.node))
         ids = [n.node for n in nodes]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
+        dup = sorted(i for i, k in Counter(ids).items() if k > 1)  # O(n): fleets are large
         if dup:
             raise ConfigError(f"fleet: duplicate node ids {dup}")
         bad = [i for i in ids if not isinstance(i, str) or not i]
