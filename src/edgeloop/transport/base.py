@@ -68,7 +68,12 @@ Message = Ack
 @runtime_checkable
 class Transport(Protocol):
     """Uplink of one node. ``send`` raises :class:`~edgeloop.errors.TransportError` on
-    failure, in which case nothing is acknowledged and the entries are sent again."""
+    failure, in which case nothing is acknowledged and the entries are sent again.
+
+    A transport whose ``send`` calls may overlap says so with an integer attribute
+    ``send_concurrency`` (how many at once; MQTT: its publishes go out in call order);
+    without it, the node's uplink finishes one ``send`` before it starts the next.
+    """
 
     async def send(self, batch: Batch) -> None: ...
 
