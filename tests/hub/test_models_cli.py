@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from edgeloop.cli.main import app
 from edgeloop.hub.app import create_app
+from edgeloop.hub.client import HubClient, HubError
 from edgeloop.hub.server import BackgroundServer
 from edgeloop.hub.store import HubStore
 from edgeloop.security import PrivateKey
 
-from ._control_helpers import Clock, HttpNode, make_client, ok, register
+from ._control_helpers import Clock, HttpNode, make_client, ok, register, trained
 
 runner = CliRunner()
 
@@ -78,3 +80,22 @@ def test_errors_are_one_line_with_the_hubs_reason(hub: str) -> None:
     assert code == 1 and "409" in out and "already the champion" in out
     code, out = cli("http://127.0.0.1:9", "models", "list")
     assert code == 2 and "unreachable" in out
+
+
+def test_the_client_registers_a_version_and_the_cli_shows_it(hub: str) -> None:
+    data, manifest = trained("v3", 3, parent="v2")
+    with HubClient(hub) as client:
+        shown = client.register(data, manifest.to_dict(), "retrain", "drift")
+        assert shown["version"] == "v3" and shown["lineage"] == ["v3", "v2", "v1"]
+        with pytest.raises(HubError) as info:
+            client.register(data, manifest.to_dict(), "retrain")
+        assert (info.value.status, info.value.field) == (409, "version")
+    code, out = cli(hub, "models", "show", "v3", "--json")
+    assert code == 0 and json.loads(out)["history"][0]["actor"] == "retrain"
+
+
+def test_hub_serve_refuses_a_missing_key_file(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["hub", "serve", "--key", str(tmp_path / "nope.pem"), "--db", "sqlite://"]
+    )
+    assert result.exit_code == 1 and "nope.pem" in result.output

@@ -6,11 +6,13 @@ Used by ``edgeloop models`` and ``edgeloop fleet``; errors come back as
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from edgeloop.errors import EdgeloopError
+from edgeloop.registry import artifact_id
 
 
 class HubError(EdgeloopError):
@@ -80,6 +82,17 @@ class HubClient:
     def put(self, path: str, body: Any) -> Any:
         """``PUT path`` with a JSON body."""
         return self.request("PUT", path, json=body)
+
+    def register(
+        self, artifact: bytes, manifest: Mapping[str, Any], actor: str, reason: str = ""
+    ) -> Any:
+        """Upload an artifact (``PUT /v1/artifacts/{id}``, idempotent) and register the
+        version its manifest describes (``POST /v1/models``); the hub signs it. Returns
+        the registered version (manifest text, signature, lineage, history)."""
+        self.request("PUT", f"/v1/artifacts/{artifact_id(artifact)}", content=artifact)
+        return self.post(
+            "/v1/models", {"manifest": dict(manifest), "actor": actor, "reason": reason}
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
