@@ -9,7 +9,9 @@ upgrade). On PostgreSQL the store locks rows itself (``SELECT ... FOR UPDATE``).
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,9 +84,10 @@ def _sqlite_pragmas(engine: Engine, *, wal: bool) -> None:
         cur = dbapi_conn.cursor()
         try:
             if wal:
-                cur.execute("PRAGMA journal_mode=WAL")
-                # NORMAL in WAL: a commit survives a process crash, not a power loss.
-                cur.execute("PRAGMA synchronous=NORMAL")
+                _wal(cur)
+                # FULL: the hub acknowledges a batch only after its commit, and the node
+                # then drops it, so a commit must survive a power loss, not only a crash.
+                cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
         finally:
             cur.close()
@@ -93,6 +96,24 @@ def _sqlite_pragmas(engine: Engine, *, wal: bool) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("edgeloop_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _wal(cur: Any, attempts: int = 50) -> None:
+    """Switch the database file to WAL once; it stays WAL for every later connection.
+
+    Switching takes an exclusive lock without waiting on the busy timeout, so hubs that
+    open a new database at the same moment retry briefly instead of failing.
+    """
+    for i in range(attempts):
+        if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or i == attempts - 1:
+                raise
+            time.sleep(0.02 * (i + 1))
 
 
 __all__ = ["BACKENDS", "HubEngine", "open_engine"]
