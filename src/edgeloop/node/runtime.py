@@ -6,8 +6,9 @@ the outbox, sends, and acknowledges only what the receiver says it has committed
 
 The uplink keeps a window of batches in flight (:mod:`edgeloop.node.uplink`): it claims
 after the last *sent* seq while fewer than ``window_batches`` batches (and
-``window_bytes`` payload bytes) await their ack, sends them one after another, in seq
-order, and lets acks release them as watermarks. A failed send or an ack overdue by
+``window_bytes`` payload bytes) await their ack, sends them in seq order (one send
+after the other, or overlapping where the transport has ``send_concurrency``: MQTT),
+and lets acks release them as watermarks. A failed send or an ack overdue by
 ``uplink.timeout_s`` rewinds to the last acknowledged seq and resends from there, in
 order, after a jittered back-off.
 """
