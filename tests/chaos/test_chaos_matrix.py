@@ -119,6 +119,9 @@ def test_bad_input_is_rejected_counted_and_dead_lettered(
     assert fields == ["node", "payload", "payload"]
     replays = [e["replayed"] for e in r["timeline"] if e["action"] == "replay"]
     assert replays and all(n > 0 for n in replays)
+    # Two replicas on one shared subscription: each committed part of the batches.
+    assert set(r["hub_batches"]) == {"hub0", "hub1"}
+    assert all(n is not None and n > 0 for n in r["hub_batches"].values()), r["hub_batches"]
 
 
 def test_slow_hub_makes_the_broker_drop_and_nothing_is_lost(

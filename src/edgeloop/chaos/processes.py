@@ -262,6 +262,24 @@ class Deployment:
                 gw.proc.wait(max(0.1, deadline - time.monotonic()))
         return {gw.name: gw.proc.poll() if gw.proc else None for gw in self.gateways}
 
+    def hub_batches(self) -> dict[str, int | None]:
+        """Batches each live hub replica committed (its ``/metrics``), or ``None``."""
+        out: dict[str, int | None] = {}
+        for hub in self.hubs:
+            out[f"hub{hub.instance}"] = None
+            if hub.proc is None or hub.proc.poll() is not None:
+                continue
+            try:
+                url = f"http://127.0.0.1:{hub.port}/metrics"
+                with urllib.request.urlopen(url, timeout=5.0) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith('edgeloop_hub_ingest_batches_total{outcome="ok"}'):
+                    out[f"hub{hub.instance}"] = int(float(line.split()[-1]))
+        return out
+
     def stop(self) -> None:
         """Stop everything still running (by pid) and the proxies; close the logs."""
         for gw in self.gateways:

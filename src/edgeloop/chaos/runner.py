@@ -161,13 +161,18 @@ def run_scenario(
             left = (dep.start_ns - time.time_ns()) / 1e9 + duration
             codes = dep.wait_gateways(max(0.0, left) + DRAIN_TIMEOUT_S + 30)
             store = read_store(db_url, [g.name for g in dep.gateways], recovery_ns)
+            hub_batches = dep.hub_batches()
         finally:
             if tap is not None:
                 tap.close()
             dep.stop()
         drops = _broker_drops(broker)
     wall_s = time.monotonic() - t0
-    return _result(sc, dep, store, codes, log, recovery_ns, drops, wall_s, budget)
+    result = _result(sc, dep, store, codes, log, recovery_ns, drops, wall_s, budget)
+    # Batches each replica committed (since its last start): the shared subscription
+    # splits the load between them.
+    result["hub_batches"] = hub_batches
+    return result
 
 
 def _do(

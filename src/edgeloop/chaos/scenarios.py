@@ -153,9 +153,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "bad-input",
         "corrupt samples at the source are rejected and counted; replayed, forged and "
-        "broken batches on the wire are deduplicated or dead-lettered",
+        "broken batches on the wire are deduplicated or dead-lettered, by two hub replicas "
+        "sharing the load",
         (Step(0.45, "replay"), Step(0.6, "forge"), Step(0.7, "replay")),
         gateways=2,
+        hubs=2,
         corrupt_samples=1e-3,
     ),
     Scenario(
