@@ -208,3 +208,32 @@ def test_cli_serve_refuses_a_database_it_cannot_migrate(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["hub", "serve", "--db", url, "--port", "1"])
     assert result.exit_code == 1
     assert "nodes columns: missing nothing, extra ['colour']" in result.output
+
+
+def test_0003_keeps_events_across_downgrade_and_upgrade(db_url: str) -> None:
+    # Events stored from blocks survive a downgrade to 0002 (without their features and
+    # raw context, which 0002 has nowhere to keep) and an upgrade again.
+    import json
+
+    from edgeloop.hub.app import IngestService
+    from edgeloop.outbox.base import Entry, Priority
+    from edgeloop.telemetry import codec
+    from edgeloop.transport.base import Batch
+
+    from .conftest import event
+
+    store = HubStore.open(db_url)
+    payload = codec.encode_events([event(), event("m02")])
+    batch = Batch("gw1", 0, (Entry(1, Priority.EVENT, "events", payload),), {}, 1)
+    IngestService(store).ingest(codec.encode_batch(batch))
+    assert [e.features for e in store.events()] == [{"rms": 2.5, "kurtosis": 4.0}] * 2
+    with store.engine.connect() as conn, conn.begin():
+        cfg = migrate._config(conn)
+        command.downgrade(cfg, "0002")
+        rows = conn.execute(text("SELECT machine, features FROM events ORDER BY id")).all()
+        features = [f if isinstance(f, dict) else json.loads(f) for _, f in rows]
+        assert ([m for m, _ in rows], features) == (["m01", "m02"], [{}, {}])
+        command.upgrade(cfg, "head")
+    assert [(e.machine, e.features) for e in store.events()] == [("m01", {}), ("m02", {})]
+    assert _diff(store) == []
+    store.close()
