@@ -127,3 +127,25 @@ def test_reading_the_audit_trail_of_a_missing_file_names_it(tmp_path: Path) -> N
 
     with pytest.raises(OutboxError, match=r"nope\.db: cannot open outbox: no such file"):
         read_evictions(tmp_path / "nope.db")
+
+
+def test_the_audit_trail_keeps_the_newest_evictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeloop.outbox import sqlite as mod
+
+    monkeypatch.setattr(mod, "EVICTION_LOG_ROWS", 10)
+    path = tmp_path / "box.db"
+    box = SqliteOutbox(path, budget_bytes=10)
+    for _ in range(30):
+        box.append([entry(10)])  # each evicts the one before
+    box.close()
+    log = mod.read_evictions(path)
+    assert 10 <= len(log) <= 11  # trimmed to the newest tenth-steps, never below
+    assert max(log) == 29 and min(log) >= 19
+    box = SqliteOutbox(path, budget_bytes=10)  # reopened: it counts what it holds
+    for _ in range(5):
+        box.append([entry(10)])
+    box.close()
+    log = mod.read_evictions(path)
+    assert max(log) == 34 and len(log) <= 11

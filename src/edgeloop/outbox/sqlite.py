@@ -131,8 +131,7 @@ _LOG_HELD = (
 )
 _LOG_ROW = "INSERT OR REPLACE INTO evicted VALUES (?, ?, ?, ?)"
 _TRIM_LOG = (
-    "DELETE FROM evicted WHERE seq <= "
-    f"(SELECT seq FROM evicted ORDER BY seq DESC LIMIT 1 OFFSET {EVICTION_LOG_ROWS})"
+    "DELETE FROM evicted WHERE seq <= (SELECT seq FROM evicted ORDER BY seq DESC LIMIT 1 OFFSET ?)"
 )
 _INSERT = "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)"
 _SET_NEXT = "UPDATE meta SET next_seq = ?, resume_ns = ? WHERE id = 0"
@@ -299,6 +298,10 @@ class SqliteOutbox:
                 f"{self.path}: corrupt outbox: entries {lo}..{hi} lie outside "
                 f"acked_upto={self._acked_upto} < seq < next_seq={self._next_seq}"
             )
+        try:
+            self._log_rows = int(conn.execute("SELECT count(*) FROM evicted").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{self.path}: cannot read outbox: {_describe(exc)}") from exc
         self._evicted = EvictionStats()
         counters = iter(meta[4:])
         for p in Priority:
@@ -473,8 +476,12 @@ class SqliteOutbox:
                 conn.executemany(_DELETE_RANGE, runs)
             if dropped:  # incoming entries the budget evicted on arrival
                 conn.executemany(_LOG_ROW, [(r[0], r[1], r[3], len(r[5])) for r in dropped])
-            if plan.any:
-                conn.execute(_TRIM_LOG)
+            logged = self._log_rows + plan.evicted.total_entries
+            if logged > EVICTION_LOG_ROWS + EVICTION_LOG_ROWS // 10:
+                # Trimmed in steps of a tenth, not on every eviction: the OFFSET scan
+                # costs ~100,000 index steps.
+                conn.execute(_TRIM_LOG, (EVICTION_LOG_ROWS,))
+                logged = EVICTION_LOG_ROWS
             if rows:
                 conn.executemany(_INSERT, rows)
             if plan.any:
@@ -497,6 +504,7 @@ class SqliteOutbox:
         self._evicted = evicted
         self._next_seq = next_seq
         self._resume_ns = resume
+        self._log_rows = logged
 
     def _live(self) -> sqlite3.Connection:
         if self._conn is None:
