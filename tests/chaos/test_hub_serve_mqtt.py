@@ -69,6 +69,7 @@ def test_hub_serve_consumes_mqtt_uplinks_and_counts_them(
     port = free_port()
     db = f"sqlite:///{tmp_path / 'hub.db'}"
     cmd = [*EDGELOOP, "hub", "serve", "--db", db, "--port", str(port)]
+    cmd += ["--data-dir", str(tmp_path / "data")]
     cmd += ["--mqtt", f"{mqtt_broker.host}:{mqtt_broker.port}", "--group", tenant]
     cmd += ["--instance", "a", "--tenant", tenant]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env={**os.environ})
@@ -94,6 +95,7 @@ def test_hub_serve_refuses_a_bad_mqtt_address(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'hub.db'}"
     out = subprocess.run(
         [*EDGELOOP, "hub", "serve", "--db", db, "--mqtt", "localhost"],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         check=False,
@@ -107,6 +109,7 @@ def test_hub_serve_says_when_the_broker_cannot_be_reached(tmp_path: Path) -> Non
     dead = free_port()
     out = subprocess.run(
         [*EDGELOOP, "hub", "serve", "--db", db, "--mqtt", f"127.0.0.1:{dead}"],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         check=False,

@@ -205,7 +205,8 @@ def test_cli_serve_refuses_a_database_it_cannot_migrate(tmp_path: Path) -> None:
     with hub.engine.begin() as conn:
         conn.execute(text("ALTER TABLE nodes ADD COLUMN colour TEXT"))
     hub.engine.dispose()
-    result = CliRunner().invoke(cli, ["hub", "serve", "--db", url, "--port", "1"])
+    args = ["hub", "serve", "--db", url, "--port", "1", "--data-dir", str(tmp_path / "data")]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1
     assert "nodes columns: missing nothing, extra ['colour']" in result.output
 
