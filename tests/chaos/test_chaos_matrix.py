@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conftest import Broker
 from edgeloop.chaos.runner import RunOptions, run_matrix
 from edgeloop.chaos.scenarios import SCENARIOS, select
 
@@ -141,6 +142,26 @@ def test_cli_writes_one_object_per_scenario(tmp_path: Path) -> None:
     assert [r["scenario"] for r in rows] == ["partition-short"]
     _clean(rows[0])
     assert "edgeloop chaos" in done.stdout
+
+
+def test_scenarios_share_one_broker_without_meeting(mqtt_broker: Broker, tmp_path: Path) -> None:
+    """The fallback without the binary: every scenario on one broker (the session's),
+    at once; tenants, subscriptions and client ids keep them apart."""
+    opts = RunOptions(
+        seed=4,
+        quick=True,
+        workdir=tmp_path,
+        parallel=3,
+        broker=(mqtt_broker.host, mqtt_broker.port),
+    )
+    names = ["partition-short", "hub-kill", "broker-restart"]
+    rows = {r["scenario"]: r for r in run_matrix(select(names), opts)}
+    _clean(rows["partition-short"])
+    _clean(rows["hub-kill"])
+    assert rows["broker-restart"] == {
+        "scenario": "broker-restart",
+        "skipped": "needs a broker of its own (it restarts or reconfigures it)",
+    }
 
 
 def test_cli_names_the_scenarios_when_one_is_unknown() -> None:

@@ -197,11 +197,12 @@ class Deployment:
         hub = self.hubs[i]
         cmd = [sys.executable, "-m", "edgeloop.cli.main", "hub", "serve"]
         cmd += ["--db", self.db_url, "--port", str(hub.port)]
-        cmd += ["--mqtt", f"{self.broker[0]}:{self.broker[1]}", "--group", "chaos"]
+        cmd += ["--mqtt", f"{self.broker[0]}:{self.broker[1]}", "--group", self.tenant]
         cmd += ["--instance", hub.instance, "--tenant", self.tenant]
         cmd += ["--max-pending", str(self.scenario.hub_max_pending)]
         log = self._log(hub.log_path)
-        # In the scenario's directory: whatever a hub keeps beside it stays there.
+        # Group = tenant: scenarios sharing one broker never share a subscription or a
+        # client id. In the scenario's directory: what a hub keeps beside it stays there.
         hub.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         hub.starts += 1
 

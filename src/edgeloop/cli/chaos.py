@@ -35,6 +35,14 @@ def chaos(
             min=1, help="Scenarios run at once (each has its own broker, schema, processes)."
         ),
     ] = 1,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            help="Use the MQTT broker at HOST:PORT for every scenario (default: a private "
+            "Mosquitto per scenario, or 127.0.0.1:1883 without the binary; the scenarios "
+            "that restart or reconfigure the broker are then skipped)."
+        ),
+    ] = None,
     workdir: Annotated[
         Path | None,
         typer.Option(help="Keep logs, plans and outboxes here (default: a temporary dir)."),
@@ -51,7 +59,13 @@ def chaos(
         chosen = select(scenario)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scenario") from None
-    opts = RunOptions(seed=seed, quick=quick, workdir=workdir, parallel=parallel)
+    address = None
+    if broker is not None:
+        host, _, port = broker.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise typer.BadParameter(f"expected HOST:PORT, got {broker!r}", param_hint="--broker")
+        address = (host, int(port))
+    opts = RunOptions(seed=seed, quick=quick, workdir=workdir, parallel=parallel, broker=address)
     try:
         results = run_matrix(chosen, opts, progress=lambda m: console.print(m, highlight=False))
     except RuntimeError as exc:
