@@ -21,8 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgeloop.errors import LinkDown, TransportError
+from edgeloop.transport.http1 import read_chunked, read_head
 
-MAX_HEADER_LINES = 100
 MAX_DOCUMENT_BYTES = 16 << 20
 READ_PIECE = 64 * 1024
 
@@ -155,7 +155,7 @@ class ControlClient:
                 reader, writer = await asyncio.open_connection(self.host, self.port)
                 writer.write(head + body)
                 await writer.drain()
-                status, hdrs = await _read_head(reader)
+                _, status, hdrs = await read_head(reader)
             if status >= 500:
                 raise LinkDown(f"hub {self.where}: {method} {path}: HTTP {status}")
             data = await self._read_body(reader, hdrs, method, path, partial and status == 206)
@@ -182,7 +182,7 @@ class ControlClient:
     ) -> bytes:
         if headers.get("transfer-encoding", "").lower() == "chunked":
             async with asyncio.timeout(self.timeout_s):
-                data = await _read_chunked(reader)
+                data = await read_chunked(reader, MAX_DOCUMENT_BYTES)
             self.bytes_received += len(data)
             return data
         length = headers.get("content-length")
@@ -210,36 +210,3 @@ class ControlClient:
             out += piece
         self.bytes_received += len(out)
         return bytes(out)
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    status_line = await reader.readline()
-    if not status_line:
-        raise asyncio.IncompleteReadError(b"", None)
-    parts = status_line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise ValueError(f"bad status line {status_line[:80]!r}")
-    headers: dict[str, str] = {}
-    for _ in range(MAX_HEADER_LINES):
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    else:
-        raise ValueError("too many header lines")
-    return int(parts[1]), headers
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    out = bytearray()
-    while True:
-        size = int((await reader.readline()).split(b";")[0], 16)
-        if size == 0:
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return bytes(out)
-        if len(out) + size > MAX_DOCUMENT_BYTES:
-            raise ValueError("chunked reply too large")
-        out += await reader.readexactly(size)
-        await reader.readexactly(2)

@@ -22,14 +22,11 @@ from urllib.parse import urlsplit
 from edgeloop.errors import LinkDown, TransportError
 from edgeloop.telemetry import codec
 from edgeloop.transport.base import Batch, Message
+from edgeloop.transport.http1 import MalformedReply as _Reply
+from edgeloop.transport.http1 import read_chunked, read_head
 
 CONTENT_TYPE = "application/x-edgeloop-batch"
-MAX_HEADER_LINES = 100
 MAX_REPLY_BYTES = 1 << 20  # an ack is a few dozen bytes
-
-
-class _Reply(Exception):
-    """The server answered, but not with a usable reply (internal)."""
 
 
 class HttpTransport:
@@ -105,32 +102,18 @@ class HttpTransport:
         writer.write(head)
         writer.write(body)
         await writer.drain()
-        status_line = await reader.readline()
-        if not status_line:
-            raise asyncio.IncompleteReadError(b"", None)
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise _Reply(f"bad status line {status_line[:80]!r}")
-        headers: dict[bytes, bytes] = {}
-        for _ in range(MAX_HEADER_LINES):
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip().lower()
-        else:
-            raise _Reply("too many header lines")
-        keep = headers.get(b"connection") != b"close" and parts[0] != b"HTTP/1.0"
-        if headers.get(b"transfer-encoding") == b"chunked":
-            data = await _read_chunked(reader)
-        elif b"content-length" in headers:
-            n = int(headers[b"content-length"])
+        version, status, headers = await read_head(reader)
+        keep = headers.get("connection", "").lower() != "close" and version != b"HTTP/1.0"
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            data = await read_chunked(reader, MAX_REPLY_BYTES)
+        elif "content-length" in headers:
+            n = int(headers["content-length"])
             if n > MAX_REPLY_BYTES:
                 raise _Reply(f"reply of {n} bytes")
             data = await reader.readexactly(n)
         else:
             data, keep = await reader.read(MAX_REPLY_BYTES), False
-        return int(parts[1]), data, keep
+        return status, data, keep
 
     async def _reset(self) -> None:
         if self._conn is not None:
@@ -146,17 +129,3 @@ class HttpTransport:
 
     async def close(self) -> None:
         await self._reset()
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    out = bytearray()
-    while True:
-        size = int((await reader.readline()).split(b";")[0], 16)
-        if size == 0:
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return bytes(out)
-        if len(out) + size > MAX_REPLY_BYTES:
-            raise _Reply("chunked reply too large")
-        out += await reader.readexactly(size)
-        await reader.readexactly(2)  # CRLF after each chunk
