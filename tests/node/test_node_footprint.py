@@ -7,12 +7,9 @@ peak resident memory.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import yaml
+from _gateway_probe import RSS_BOUND_MB, run_gateway
 
 from edgeloop.hub.app import create_app
 from edgeloop.hub.server import BackgroundServer
@@ -48,19 +45,9 @@ FORBIDDEN = (
 # in a long-lived venv; a fresh install maps ~8 MB more of the same shared libraries
 # (page cache, see docs/footprint.md), which the total must absorb. The private part does
 # not depend on the page cache: its bound is the tight one.
-RSS_BOUND_MB = 80.0
 PRIVATE_BOUND_MB = 38.0
 
-# The node exactly as a human starts it: ``python -m edgeloop.node --config node.yaml``
-# (the config is validated in a child interpreter, the node runs the plan).
-PROBE = r"""
-import json, sys
-from edgeloop.node.main import cli
-from edgeloop.node.runtime import private_mb, rss_mb_max
-rc = cli(["--config", sys.argv[1], "--duration", "4", "--stats-out", sys.argv[2]])
-print(json.dumps({"rc": rc, "modules": sorted({m.split(".")[0] for m in sys.modules}),
-                  "rss": rss_mb_max(), "private": private_mb()}))
-"""
+# The node runs exactly as a human starts it: see _gateway_probe.py.
 
 
 def test_gateway_imports_no_hub_or_training_stack_and_stays_small(tmp_path: Path) -> None:
@@ -85,20 +72,9 @@ def test_gateway_imports_no_hub_or_training_stack_and_stays_small(tmp_path: Path
     store.create_all()
     with BackgroundServer(create_app(store)) as hub:
         cfg["uplink"]["url"] = hub.url  # type: ignore[index]
-        path = tmp_path / "gw1.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        stats_path = tmp_path / "stats.json"
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE, str(path), str(stats_path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
+        res, stats = run_gateway(cfg, tmp_path, duration_s=4)
     store.close()
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert res["rc"] == 0, out.stderr[-2000:]
-    assert json.loads(stats_path.read_text())["windows"] > 0
+    assert stats["windows"] > 0
     loaded = set(res["modules"])
     assert not loaded & set(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
     assert "onnxruntime" in loaded  # the edge model really runs

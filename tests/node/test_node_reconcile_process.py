@@ -7,28 +7,14 @@ loopback; afterwards the probe inspects what the gateway loaded and its peak mem
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import yaml
+from _gateway_probe import RSS_BOUND_MB, run_gateway
 from test_node_reconcile_stub import StubHub, desired, signed_models, trusted_key_file, write_spec
 
 from edgeloop.hub.app import create_app
 from edgeloop.hub.server import BackgroundServer
 from edgeloop.hub.store import HubStore
-
-RSS_BOUND_MB = 80.0  # issue #2's bound, as in test_node_footprint.py
-
-PROBE = r"""
-import json, sys
-from edgeloop.node.main import cli
-from edgeloop.node.runtime import private_mb, rss_mb_max
-rc = cli(["--config", sys.argv[1], "--duration", "8", "--stats-out", sys.argv[2]])
-print(json.dumps({"rc": rc, "modules": sorted({m.split(".")[0] for m in sys.modules}),
-                  "rss": rss_mb_max(), "private": private_mb()}))
-"""
 
 
 def test_a_gateway_process_converges_verifies_in_a_child_and_keeps_cryptography_out(
@@ -66,20 +52,8 @@ def test_a_gateway_process_converges_verifies_in_a_child_and_keeps_cryptography_
         hub.desired["gw1"] = desired("gw1", 1, "v1", shadow="bad")
         hub.cut_after = [200, None, 600]
         cfg["models"]["hub_url"] = hub.url  # type: ignore[index]
-        path = tmp_path / "gw1.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        stats_path = tmp_path / "stats.json"
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE, str(path), str(stats_path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
+        res, stats = run_gateway(cfg, tmp_path, duration_s=8)
     store.close()
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert res["rc"] == 0, out.stderr[-2000:]
-    stats = json.loads(stats_path.read_text())
     models = stats["models"]
     assert models["status"] == "converged", models
     assert [(s["version"], s["mode"]) for s in models["active"]] == [
