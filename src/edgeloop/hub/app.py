@@ -13,8 +13,10 @@ is the handler of an ``InProcTransport``.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
@@ -32,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.hub.control import ControlPlane
+from edgeloop.hub.documents import DOCUMENT_DECODERS, Document
 from edgeloop.hub.fleet_api import fleet_router
 from edgeloop.hub.models_api import models_router
 from edgeloop.hub.schema import KIND_EVENTS, KIND_FRAME, KIND_SUMMARIES, Decoded
@@ -40,6 +43,7 @@ from edgeloop.hub.store import (
     IngestItem,
     NodeInfo,
     StoredDeadLetter,
+    StoredDocument,
     StoredEvent,
     StoredSummary,
 )
@@ -56,7 +60,14 @@ _DECODERS: dict[str, Callable[[bytes], Decoded]] = {
     KIND_SUMMARIES: codec.decode_summaries,
     KIND_EVENTS: codec.decode_events,
     KIND_FRAME: codec.decode_frame,
+    **DOCUMENT_DECODERS,
 }
+
+log = logging.getLogger(__name__)
+
+DocumentObserver = Callable[[str, Sequence[Document]], None]
+"""Called after a commit with the sending node and the documents of one kind the batch
+carried (at least once per document: a redelivered batch calls it again)."""
 
 
 # -- the receive path ---------------------------------------------------------------------
@@ -82,6 +93,12 @@ class IngestMetrics:
             "edgeloop_hub_ingest_rejects",
             "Entries or batches dead-lettered, by reason.",
             ["reason"],
+            registry=r,
+        )
+        self.observer_errors = Counter(
+            "edgeloop_hub_document_observer_errors",
+            "Document observers that failed after a commit, by kind (the documents stay stored).",
+            ["kind"],
             registry=r,
         )
         self.latency = Histogram(
@@ -111,6 +128,28 @@ class IngestService:
         self.store = store
         self.clock = clock
         self.metrics = metrics or IngestMetrics()
+        self._observers: dict[str, list[DocumentObserver]] = defaultdict(list)
+
+    def observe(self, kind: str, observer: DocumentObserver) -> None:
+        """Call ``observer(node, documents)`` after each commit of a batch carrying
+        documents of ``kind`` (``edgeloop.hub.documents``). Its failure is logged and
+        counted, never turned into a refused batch: the documents are stored already."""
+        if kind not in DOCUMENT_DECODERS:
+            raise ValueError(f"not a document kind: {kind!r}; known: {sorted(DOCUMENT_DECODERS)}")
+        self._observers[kind].append(observer)
+
+    def _notify(self, node: str, items: Sequence[IngestItem]) -> None:
+        by_kind: dict[str, list[Document]] = defaultdict(list)
+        for item in items:
+            if isinstance(item.decoded, Document) and item.kind in self._observers:
+                by_kind[item.kind].append(item.decoded)
+        for kind, docs in by_kind.items():
+            for observer in self._observers[kind]:
+                try:
+                    observer(node, docs)
+                except Exception:
+                    self.metrics.observer_errors.labels(kind).inc()
+                    log.exception("observer of %s documents from node %s failed", kind, node)
 
     def handle(self, data: bytes) -> bytes:
         """Encoded batch in, encoded ack out (the ``InProcTransport`` handler).
@@ -164,6 +203,8 @@ class IngestService:
             m.batches.labels("store_error").inc()
             raise
         ack = report.ack
+        if self._observers:
+            self._notify(batch.node, items)
         m.batches.labels("ok").inc()
         m.entries.inc(ack.accepted)
         m.duplicates.inc(ack.duplicates)
@@ -192,7 +233,8 @@ def _item(i: int, entry: Entry) -> IngestItem:
         error = TelemetryError(
             f"entries[{i}].payload", RejectReason.MALFORMED, f"{type(exc).__name__}: {exc}"
         )
-    keep = error is not None or entry.kind == KIND_FRAME  # the blob is stored / dead-lettered
+    # The blob is stored (a frame, a document's body) or dead-lettered.
+    keep = error is not None or entry.kind == KIND_FRAME or entry.kind in DOCUMENT_DECODERS
     return IngestItem(
         seq=entry.seq,
         priority=int(entry.priority),
@@ -212,6 +254,7 @@ NodeOut = NodeInfo
 EventOut = StoredEvent
 SummaryOut = StoredSummary
 DeadLetterOut = StoredDeadLetter
+DocumentOut = StoredDocument
 
 
 class _Out(BaseModel):
@@ -287,6 +330,7 @@ def create_app(
     app.state.store = store
     plane = ControlPlane(store, signing_key or PrivateKey.generate(), clock=clock)
     app.state.control = plane
+    service.observe("measurement", plane.observe_documents)
     app.include_router(models_router(plane))
     app.include_router(fleet_router(plane))
 
@@ -375,6 +419,22 @@ def create_app(
     ) -> Any:
         """Summary rows with ``since_ns <= t0_ns < until_ns``, oldest first."""
         return store.summaries(node, sensor, since_ns, until_ns, limit)
+
+    @app.get(
+        "/v1/documents", response_model=list[DocumentOut], responses={422: {"model": ErrorOut}}
+    )
+    def list_documents(
+        kind: str,
+        node: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        limit: Limit = 1000,
+    ) -> Any:
+        """Document entries of one kind (``measurement``, ...) with
+        ``since_ns <= t_ns < until_ns``, oldest first."""
+        if kind not in DOCUMENT_DECODERS:
+            return _error(422, "kind", "unknown", f"known kinds: {sorted(DOCUMENT_DECODERS)}")
+        return store.documents(kind, node, since_ns, until_ns, limit)
 
     @app.get("/v1/dead_letters", response_model=list[DeadLetterOut])
     def list_dead_letters(node: str | None = None, limit: Limit = 100) -> Any:

@@ -19,8 +19,9 @@ they return, one control-plane transaction per command:
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -30,6 +31,7 @@ from edgeloop.desired import DesiredState, version_drift
 from edgeloop.errors import ConfigError
 from edgeloop.hub import fleet_store as fs
 from edgeloop.hub.desired_docs import NotFound, documents, missing_group, version_of
+from edgeloop.hub.documents import Document
 from edgeloop.hub.model_store import ModelStore, control, reading
 from edgeloop.hub.store import HubStore
 from edgeloop.registry import (
@@ -55,6 +57,8 @@ from edgeloop.rollout import (
     tick,
 )
 from edgeloop.security import PrivateKey, check_artifact
+
+log = logging.getLogger(__name__)
 
 ONLINE_S = 120.0
 """A node counts as online (for rollout cohorts) when it reported within this time."""
@@ -338,6 +342,30 @@ class ControlPlane:
         """Count edge measurements as evidence of the running rollout, then judge it
         (:meth:`tick`). ``None`` when no rollout is running."""
         return self.tick(measurements)
+
+    def observe_documents(self, node: str, documents: Sequence[Document]) -> None:
+        """Shadow measurement documents of ``node`` (``edgeloop.node.shadow``), as the
+        ingest hands them over after its commit: each becomes evidence of the running
+        rollout, oriented for its challenger (``measurement_for``); documents comparing
+        other versions are ignored, as is everything when no rollout runs. A document
+        naming another node is refused (a node reports for itself only)."""
+        from edgeloop.node.shadow import measurement_for
+
+        with reading(self.store) as conn:
+            running = fs.list_rollouts(conn, running_only=True)
+        if not running:
+            return
+        challenger = running[-1].rollout.challenger
+        found = []
+        for doc in documents:
+            if doc.body.get("node") != node:
+                log.warning("measurement of node %r sent by %r ignored", doc.body.get("node"), node)
+                continue
+            m = measurement_for(doc.body, challenger)
+            if m is not None:
+                found.append(m)
+        if found:
+            self.observe(found)
 
     def tick(self, measurements: Iterable[EdgeMeasurement] = ()) -> fs.RolloutRecord | None:
         """Judge the running rollout at the hub's time (after adding ``measurements``);

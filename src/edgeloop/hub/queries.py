@@ -6,13 +6,20 @@ database needs) and documents the public behaviour.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, Integer, cast, func, select
 
 from edgeloop.hub import schema as t
 from edgeloop.hub.event_blocks import BlockKey, Blocks
-from edgeloop.hub.records import IncarnationInfo, NodeInfo, StoredEvent, StoredSummary
+from edgeloop.hub.records import (
+    IncarnationInfo,
+    NodeInfo,
+    StoredDocument,
+    StoredEvent,
+    StoredSummary,
+)
 
 TOTAL_KEYS = (
     "samples",
@@ -150,6 +157,30 @@ def summaries(
         q = q.where(c.t0_ns < until_ns)
     q = q.order_by(c.t0_ns, c.id).limit(limit)
     return [StoredSummary(*r) for r in conn.execute(q)]
+
+
+def documents(
+    conn: Connection,
+    kind: str,
+    node: str | None,
+    since_ns: int | None,
+    until_ns: int | None,
+    limit: int,
+) -> list[StoredDocument]:
+    """Documents of ``kind`` with ``since_ns <= t_ns < until_ns``, oldest first."""
+    c = t.node_documents.c
+    q = select(c.node, c.epoch, c.seq, c.kind, c.t_ns, c.body).where(c.kind == kind)
+    if node is not None:
+        q = q.where(c.node == node)
+    if since_ns is not None:
+        q = q.where(c.t_ns >= since_ns)
+    if until_ns is not None:
+        q = q.where(c.t_ns < until_ns)
+    q = q.order_by(c.t_ns, c.node, c.epoch, c.seq).limit(limit)
+    return [
+        StoredDocument(r.node, r.epoch, r.seq, r.kind, r.t_ns, json.loads(r.body))
+        for r in conn.execute(q)
+    ]
 
 
 def totals(conn: Connection) -> dict[str, Any]:

@@ -125,6 +125,18 @@ class StoredSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """A stored document entry (``edgeloop.hub.documents``), its JSON body parsed."""
+
+    node: str
+    epoch: int
+    seq: int
+    kind: str
+    t_ns: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class StoredDeadLetter:
     """A dead letter without its payload (fetch that with ``dead_letter_payload``)."""
 

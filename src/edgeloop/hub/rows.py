@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.hub.columns import ColumnRows
+from edgeloop.hub.documents import DOCUMENT_DECODERS, Document
 from edgeloop.hub.schema import KIND_EVENTS, KIND_FRAME, KIND_SUMMARIES, KINDS, NAME, FrameEncoder
 from edgeloop.telemetry.event_columns import EventColumns
 from edgeloop.telemetry.frame import Frame
@@ -70,13 +71,14 @@ def rows_for(
         node: the sending node (ledger key).
         seq: the entry's sequence number.
         epoch: the sending outbox's epoch (ledger key with ``node`` and ``seq``).
-        kind: ``"summaries"``, ``"events"`` or ``"frame"``.
+        kind: ``"summaries"``, ``"events"``, ``"frame"`` or a document kind
+            (``edgeloop.hub.documents``: one ``node_documents`` row, the payload as body).
         decoded: the decoded payload for that kind (see :data:`Decoded`). Events as
             ``EventColumns`` (what the codec decodes) become column rows and one
             ``event_blocks`` row (:func:`event_column_rows`); a list of ``Event`` rows
             with their features and raw context in the row (:func:`event_rows`).
         payload: the encoded payload; becomes the blob of a ``"frame"`` entry (if empty,
-            the frame is encoded with ``encode_frame``).
+            the frame is encoded with ``encode_frame``) and the body of a document.
         encode_frame: encodes the raw context of events.
 
     Raises:
@@ -107,8 +109,16 @@ def rows_for(
         blob = payload or encode_frame(frame, names)
         keys = ("node", "epoch", "seq", "sensors", "n", "blob")
         return {"raw_frames": Rows(keys, [(node, epoch, seq, list(names), len(frame), blob)])}
+    if kind in DOCUMENT_DECODERS:
+        if not isinstance(decoded, Document) or decoded.kind != kind:
+            raise _wrong_type(kind, decoded, f"Document of kind {kind!r}")
+        keys = ("node", "epoch", "seq", "kind", "t_ns", "body")
+        row = (node, epoch, seq, kind, int64(decoded.t_ns, f"{kind}.t_ns"), payload)
+        return {"node_documents": Rows(keys, [row], native=True)}
     raise TelemetryError(
-        "kind", RejectReason.MALFORMED, f"unknown entry kind {kind!r}; expected one of {KINDS}"
+        "kind",
+        RejectReason.MALFORMED,
+        f"unknown entry kind {kind!r}; expected one of {KINDS + tuple(DOCUMENT_DECODERS)}",
     )
 
 

@@ -8,6 +8,7 @@
                       ├··< summaries
                       └··< raw_frames
     dead_letters                         payloads that could not be stored, with why
+    node_documents                       document entries (measurements, sketches, samples)
 
 ``──<`` is a foreign key; ``··<`` is the same relation kept by the ingest transaction
 instead (data rows are inserted only for the entries its ledger insert admitted, in the
@@ -51,6 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from edgeloop.hub.documents import Document
 from edgeloop.telemetry.event_columns import EventColumns
 from edgeloop.telemetry.frame import Frame
 from edgeloop.telemetry.records import Event, SummaryBatch
@@ -61,9 +63,10 @@ KIND_FRAME = "frame"
 KINDS = (KIND_SUMMARIES, KIND_EVENTS, KIND_FRAME)
 """Entry kinds the hub stores: payload types of ``Entry.kind``."""
 
-Decoded = SummaryBatch | EventColumns | list[Event] | tuple[Frame, tuple[str, ...]]
+Decoded = SummaryBatch | EventColumns | list[Event] | tuple[Frame, tuple[str, ...]] | Document
 """A decoded entry payload, by kind: summaries, events (columns as the codec decodes
-them, or ``Event`` objects), frame (with its sensor names)."""
+them, or ``Event`` objects), frame (with its sensor names), a document kind
+(``edgeloop.hub.documents``)."""
 
 FrameEncoder = Callable[[Frame, Sequence[str]], bytes]
 """Encodes a frame and its sensor names as bytes (``codec.encode_frame``)."""
@@ -313,6 +316,25 @@ class DeadLetter(Base):
     payload_bytes: Mapped[int] = mapped_column(BigInteger)
 
 
+class NodeDocument(Base):
+    """A document entry (``edgeloop.hub.documents``): a shadow measurement, a drift
+    sketch, a curated sample, as the node sent it (``body``: the JSON bytes).
+
+    Keyed like the ledger row that admitted it; ``t_ns`` is the document's own time
+    (a period's end), indexed with the kind for "the sketches of this period" queries.
+    """
+
+    __tablename__ = "node_documents"
+    __table_args__ = (Index("ix_node_documents_kind_t", "kind", "t_ns"),)
+
+    node: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(64))
+    t_ns: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -327,6 +349,7 @@ summaries = _table(SummaryRow)
 raw_frames = _table(RawFrameRow)
 event_blocks = _table(EventBlock)
 dead_letters = _table(DeadLetter)
+node_documents = _table(NodeDocument)
 metadata = Base.metadata
 
 
@@ -343,6 +366,7 @@ __all__ = [
     "FrameEncoder",
     "Incarnation",
     "Node",
+    "NodeDocument",
     "RawFrameRow",
     "Received",
     "SummaryRow",
@@ -351,6 +375,7 @@ __all__ = [
     "events",
     "incarnations",
     "metadata",
+    "node_documents",
     "nodes",
     "raw_frames",
     "received",

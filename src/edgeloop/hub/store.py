@@ -53,6 +53,7 @@ from edgeloop.hub.records import (
     IngestReport,
     NodeInfo,
     StoredDeadLetter,
+    StoredDocument,
     StoredEvent,
     StoredSummary,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "IngestReport",
     "NodeInfo",
     "StoredDeadLetter",
+    "StoredDocument",
     "StoredEvent",
     "StoredSummary",
 ]
@@ -369,6 +371,19 @@ class HubStore:
         """Summary rows with ``since_ns <= t0_ns < until_ns``, oldest first (then by id)."""
         with self._read() as conn:
             return queries.summaries(conn, node, sensor, since_ns, until_ns, limit)
+
+    def documents(
+        self,
+        kind: str,
+        node: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        limit: int = 10_000,
+    ) -> list[StoredDocument]:
+        """Document entries of ``kind`` (``edgeloop.hub.documents``) with
+        ``since_ns <= t_ns < until_ns``, oldest first, at most ``limit``."""
+        with self._read() as conn:
+            return queries.documents(conn, kind, node, since_ns, until_ns, limit)
 
     def totals(self) -> dict[str, Any]:
         """Accounting per node and overall.
