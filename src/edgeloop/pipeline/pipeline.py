@@ -198,6 +198,7 @@ class Pipeline:
         self.detector_ns: Counter[tuple[str, str]] = Counter()
         # Sees the shadow detectors' scores (see set_shadow); set by the node.
         self.shadow_sink: ShadowSink | None = None
+        self._filtered_before = 0  # dropped by filters a reconfiguration replaced
 
     @classmethod
     def from_spec(
@@ -448,7 +449,17 @@ class Pipeline:
     @property
     def filtered(self) -> int:
         """Samples dropped by filters so far."""
-        return sum(f.dropped_total for f in self.filters)
+        return self._filtered_before + sum(f.dropped_total for f in self.filters)
+
+    def _adopt(self, other: Pipeline) -> None:
+        """Run ``other``'s plan, groups, filters and anonymiser from now on (counters,
+        summaries and sinks stay): the last step of
+        :func:`edgeloop.pipeline.reconfigure.reconfigure`, which decides what they keep."""
+        self._filtered_before = self.filtered
+        self.spec = other.spec
+        self._groups = other._groups
+        self.filters = other.filters
+        self.anonymiser = other.anonymiser
 
     # -- internals ----------------------------------------------------------------------
     def _group(self, group: str) -> _Group:
