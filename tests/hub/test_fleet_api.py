@@ -15,6 +15,7 @@ from edgeloop.desired import DesiredState
 from edgeloop.hub.keys import hub_key
 from edgeloop.hub.rollout_ticker import RolloutTicker
 from edgeloop.hub.store import HubStore
+from edgeloop.pipeline.spec import load_preset
 
 from ._control_helpers import SEC, Clock, HttpNode, make_client, ok, register
 
@@ -72,7 +73,10 @@ def test_desired_state_follows_aliases_groups_and_pins(store: HubStore, clock: C
 
     d1, d2 = desired(client, "gw1"), desired(client, "gw2")
     assert (d1.acting.version, d1.shadow) == ("v1", None)
-    assert d1.pipeline == {"preset": "factory"}
+    # The preset is resolved and validated by the hub: nodes get the spec, defaults filled.
+    assert d1.pipeline == load_preset("factory").model_dump(mode="json")
+    r = client.put("/v1/groups/line-c", json={"act": "v1", "pipeline": {"windows": 3}})
+    assert r.status_code == 422 and "windows" in r.json()["error"]["detail"]
     assert (d2.acting.version, d2.shadow and d2.shadow.version) == ("v2", "v1")
     gen = d1.generation
 

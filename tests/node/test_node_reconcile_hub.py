@@ -13,10 +13,12 @@ import json
 import urllib.request
 from pathlib import Path
 
+import pytest
 from test_node_reconcile import Node
 from test_node_reconcile_stub import GROUP, signed_models
 
-from edgeloop.errors import LinkDown
+from edgeloop._plain import to_plain
+from edgeloop.errors import ConfigError, LinkDown
 from edgeloop.hub.app import create_app
 from edgeloop.hub.server import BackgroundServer
 from edgeloop.hub.store import HubStore
@@ -99,4 +101,42 @@ def test_a_node_joins_converges_and_follows_its_group_on_the_real_hub(tmp_path: 
         assert node.core.pipeline.shadow(GROUP) is None
         row = next(r for r in plane.status()["nodes"] if r["node"] == "gw1")
         assert row["in_sync"] and row["actual_version"] == "v1"
+
+        # The group's pipeline config changes: the node applies it live, the delivered
+        # model keeps acting (same object), the changed detector is rebuilt.
+        own = node.core.pipeline.spec
+        acting = node.acting()
+        spec = node.rec.switch.own_plan
+        tuned = to_plain(spec)
+        for d in tuned["detectors"]:  # the spec an operator sends: no model path but ONNX's
+            if d["model"] is None:
+                del d["model"]
+            if d["type"] == "robust":
+                d["params"]["z_threshold"] = 4.5
+        plane.set_group("line-a", act="v1", pipeline=tuned)
+        rep = asyncio.run(node.converge())
+        doc = node.rec.actual_doc(rep)
+        assert rep.status == "converged" and doc["pipeline_applied"], doc
+        assert node.core.pipeline.spec != own and node.acting() is acting
+        assert all(
+            d.params["z_threshold"] == 4.5
+            for d in node.core.pipeline.spec.detectors
+            if d.type == "robust"
+        )
+        # A summary period change cannot be applied live: refused, reported, nothing changes.
+        running = node.core.pipeline.spec
+        plane.set_group("line-a", act="v1", pipeline={**tuned, "summaries": {"period_s": 5.0}})
+        rep = asyncio.run(node.converge())
+        doc = node.rec.actual_doc(rep)
+        assert not doc["pipeline_applied"] and "summaries" in doc["pipeline_error"], doc
+        assert node.core.pipeline.spec is running
+        # An invalid spec never reaches a node: the hub names the field.
+        bad = {**tuned, "windows": [{"group": "x", "size": -1}]}
+        with pytest.raises(ConfigError, match="size"):
+            plane.set_group("line-a", act="v1", pipeline=bad)
+        # {} returns the node to its own configured pipeline.
+        plane.set_group("line-a", act="v1")
+        rep = asyncio.run(node.converge())
+        assert node.rec.actual_doc(rep)["pipeline_applied"]
+        assert node.core.pipeline.spec == own and node.acting() is acting
     store.close()

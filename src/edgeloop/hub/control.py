@@ -180,7 +180,22 @@ class ControlPlane:
 
         ``act`` must name a version or alias now; ``shadow`` may name an alias that is set
         later (``challenger``): while it names nothing, the group has no shadow model.
+        ``pipeline`` is ``{}`` (each node runs its own configured pipeline), a pipeline
+        spec (``edgeloop.pipeline.spec``) or ``{"preset": name}`` (a bundled preset),
+        validated here and stored with its defaults filled in: nodes apply it live
+        (``edgeloop.pipeline.reconfigure``).
+
+        Raises:
+            ConfigError: ``pipeline`` is not a valid spec (every problem with its path).
         """
+        if pipeline:
+            from edgeloop.pipeline.spec import load_preset, load_spec
+
+            if set(pipeline) == {"preset"}:
+                spec = load_preset(str(pipeline["preset"]))
+            else:
+                spec = load_spec(dict(pipeline), origin="pipeline")
+            pipeline = spec.model_dump(mode="json")
         with control(self.store) as conn:
             reg = self.models.registry(conn)
             version_of(reg, act, "act")

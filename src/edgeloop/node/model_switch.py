@@ -19,16 +19,18 @@ rollback to the previous version is a pointer change, not a reload.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeloop.desired.documents import ModelSlot
 from edgeloop.errors import ConfigError, ModelError
 from edgeloop.node.shadow import ShadowMonitor
 from edgeloop.outbox.base import NewEntry
 from edgeloop.pipeline.pipeline import Pipeline
+from edgeloop.pipeline.plan import plan_from_data
+from edgeloop.pipeline.reconfigure import Reconfiguration, reconfigure
 
 if TYPE_CHECKING:
     from edgeloop.detect.base import Detector
@@ -66,6 +68,7 @@ class ModelSwitch:
         self.detector = detector
         self.default_group = default_group
         pipeline.shadow_sink = monitor
+        self.own_plan = pipeline.spec  # the node's configured pipeline: desired ``{}``
         self._kept: dict[str, Detector] = {}
         self.retired: Detector | None = None
         self.swaps = 0
@@ -162,6 +165,18 @@ class ModelSwitch:
         self._kept = keep
         self.swaps += 1
         return entry
+
+    def apply_pipeline(self, data: Mapping[str, Any]) -> Reconfiguration:
+        """Run the desired pipeline config, between two frames: ``{}`` is the node's own
+        configured pipeline, anything else the plan data the hub validated (a spec with
+        its defaults). What the change does not touch keeps running
+        (``edgeloop.pipeline.reconfigure``), the delivered models included.
+
+        Raises:
+            ConfigError: the plan does not parse or cannot be applied live; nothing changed.
+        """
+        plan = self.own_plan if not data else plan_from_data(data)
+        return reconfigure(self.pipeline, plan)
 
     def keep_previous(self, previous: ModelSlot | None) -> None:
         """Keep the retired acting model's object for ``previous`` (rollback without reload)."""

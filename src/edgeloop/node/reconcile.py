@@ -132,9 +132,9 @@ class Reconciler:
         self.rounds = 0
         self.failures = 0
         self.bytes_downloaded = 0
-        # A desired pipeline config other than {} ("the node's own") is recorded in the
-        # actual state but not rebuilt live (that would drop the windows): reported.
+        # The desired pipeline config runs (applied live) unless it was refused.
         self.pipeline_applied = True
+        self.pipeline_error = ""
         self._rng = random.Random(node)
 
     # -- start-up --------------------------------------------------------------------------
@@ -145,6 +145,9 @@ class Reconciler:
         then runs its configured pipeline and reconciles as if it had none.
         """
         actual = await asyncio.to_thread(self.store.load)
+        # The node starts on its own configured pipeline: a config the hub had it apply
+        # is applied again by the first round (its digest differs).
+        actual = replace(actual, pipeline_digest=pipeline_digest({}))
         self.actual = actual
         if not actual.active:
             return
@@ -243,6 +246,7 @@ class Reconciler:
             "previous": slot_to_dict(a.previous) if a.previous else None,
             "pipeline_digest": a.pipeline_digest,
             "pipeline_applied": self.pipeline_applied,
+            "pipeline_error": self.pipeline_error,
             "status": rep.status if rep else "converging",
             "desired_generation": rep.desired_generation if rep else None,
             "detail": rep.detail if rep else "",
@@ -391,11 +395,8 @@ class Reconciler:
         )
         await asyncio.to_thread(self.store.save_pointer, new)
         entry = self.switch.apply(loaded, self.clock())
-        self.pipeline_applied = action.pipeline_digest == pipeline_digest({})
-        if not self.pipeline_applied:
-            log.warning(
-                "desired pipeline config recorded, not applied live: restart the node with it"
-            )
+        if action.pipeline_digest != self.actual.pipeline_digest:
+            self._apply_pipeline(action.pipeline_digest)
         self.switch.keep_previous(action.keep)
         self.actual = new
         log.info(
@@ -405,6 +406,24 @@ class Reconciler:
             action.keep.version if action.keep else None,
         )
         await self._emit(entry)
+
+    def _apply_pipeline(self, digest: str) -> None:
+        """Apply the desired document's pipeline config live (between two frames: this
+        runs in the loop thread). A refusal keeps the running pipeline and is reported
+        (``pipeline_applied: false`` and ``pipeline_error``) until a new config comes."""
+        doc = self.desired
+        data = doc.pipeline if doc is not None and doc.pipeline_digest == digest else None
+        if data is None:
+            self.pipeline_applied, self.pipeline_error = False, "desired document changed"
+            return
+        try:
+            done = self.switch.apply_pipeline(data)
+        except ConfigError as exc:
+            self.pipeline_applied, self.pipeline_error = False, str(exc)
+            log.error("desired pipeline config refused, the running one stays: %s", exc)
+            return
+        self.pipeline_applied, self.pipeline_error = True, ""
+        log.info("pipeline config %s applied live: %s", digest[:12], done.describe())
 
     async def _emit(self, entry: NewEntry | None) -> None:
         if entry is not None and self.append is not None:
