@@ -130,6 +130,8 @@ def test_a_node_joins_converges_and_follows_its_group_on_the_real_hub(tmp_path: 
         doc = node.rec.actual_doc(rep)
         assert not doc["pipeline_applied"] and "summaries" in doc["pipeline_error"], doc
         assert node.core.pipeline.spec is running
+        row = next(r for r in plane.status()["nodes"] if r["node"] == "gw1")
+        assert "pipeline config refused: summaries" in row["detail"], row
         # An invalid spec never reaches a node: the hub names the field.
         bad = {**tuned, "windows": [{"group": "x", "size": -1}]}
         with pytest.raises(ConfigError, match="size"):

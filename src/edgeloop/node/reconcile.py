@@ -73,6 +73,14 @@ class HubPaths:
     model: str = "/v1/models/{version}"
 
 
+def _detail(detail: str, pipeline_error: str) -> str:
+    """The report's detail, with a refused pipeline config (the hub shows it per node)."""
+    if not pipeline_error:
+        return detail
+    refused = f"pipeline config refused: {pipeline_error}"
+    return f"{detail}; {refused}" if detail else refused
+
+
 class Reconciler:
     """Brings a node's models to its desired state (see the module docstring).
 
@@ -249,7 +257,7 @@ class Reconciler:
             "pipeline_error": self.pipeline_error,
             "status": rep.status if rep else "converging",
             "desired_generation": rep.desired_generation if rep else None,
-            "detail": rep.detail if rep else "",
+            "detail": _detail(rep.detail if rep else "", self.pipeline_error),
             "artifacts": [
                 {
                     "artifact": v.artifact,
