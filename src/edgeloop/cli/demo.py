@@ -10,8 +10,11 @@ import typer
 
 HELP = (
     "Run a hub and several gateway processes over a simulated factory floor with faults "
-    "and an uplink partition; show a live view and a summary; optionally write a JSON report."
+    "and an uplink partition; show a live view and a summary; optionally write a JSON report. "
+    "--scenario bad-model: a model that alerts on everything is canaried and rolled back; "
+    "--scenario drift: the plant changes regime, the model is retrained and rolled out."
 )
+SCENARIOS = ("factory", "bad-model", "drift")
 
 
 def demo(
@@ -43,11 +46,37 @@ def demo(
         Path | None, typer.Option(help="Keep configs, logs and databases here.")
     ] = None,
     live: Annotated[bool, typer.Option(help="Show the live view.")] = True,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="factory (the default demo), bad-model (a canaried model that alerts on "
+            "everything is rolled back) or drift (regime change, retraining, rollout). The "
+            "learning-loop scenarios use --duration, --gateways, --machines, --seed, "
+            "--report, --workdir and --live and their own defaults for the rest."
+        ),
+    ] = "factory",
 ) -> None:
     """Run the demo scenario."""
     from rich.console import Console
     from rich.table import Table
 
+    if scenario not in SCENARIOS:
+        raise typer.BadParameter(f"--scenario: expected one of {', '.join(SCENARIOS)}")
+    if scenario != "factory":
+        from edgeloop.cli.demo_scenarios import run_scenario
+
+        given = {
+            k: v
+            for k, v, default in (
+                ("duration_s", duration, 30.0),
+                ("gateways", gateways, 3),
+                ("machines_per_gateway", machines, 6),
+                ("seed", seed, 7),
+            )
+            if v != default
+        }
+        run_scenario(scenario, given, report, workdir, live)
+        return
     from edgeloop.scenarios.factory_demo import DemoOptions, run_demo
     from edgeloop.scenarios.report import REPORT_KEYS
 
