@@ -123,7 +123,7 @@ BAD = {
         "outbox.size",
         "not permitted",
     ),
-    "wrong-source-type": ("node_id: n1\nsources:\n  - {type: mqtt}\n", "sources.0", "mqtt"),
+    "wrong-source-type": ("node_id: n1\nsources:\n  - {type: modbus}\n", "sources.0", "modbus"),
     "source-not-a-mapping": ("node_id: n1\nsources: [replay.csv]\n", "sources.0", "dict"),
     "csv-source-without-path": (
         "node_id: n1\nsources:\n  - {type: csv}\n",

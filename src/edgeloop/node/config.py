@@ -137,8 +137,62 @@ class HttpSourceConfig:
     port: Annotated[int, Ge(0), Le(65535)] = 0
 
 
+def _filter_problem(topic: str) -> str:
+    """Why ``topic`` is not an MQTT subscription filter (empty if it is one)."""
+    if not topic or "\x00" in topic:
+        return "empty or contains NUL"
+    if topic.startswith("$"):
+        return "starts with '$' (broker-reserved; shared subscriptions are for hubs)"
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be a whole level and the last one"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level"
+    return ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttSourceConfig:
+    """Sensors publish to the node through an MQTT broker (``node/mqtt_source.py``).
+
+    ``topic`` defaults to ``edgeloop/<tenant>/<node_id>/sensors/#`` and ``client_id`` to
+    ``edgeloop-src-<tenant>-<node_id>``: a stable id, so the broker keeps the session
+    (subscription and queued QoS 1 messages) for ``session_expiry_s`` while the node is
+    down (0: a clean session every time). ``receive_maximum`` bounds the messages the
+    broker sends before the node acknowledges them; payloads are JSON records or sensor
+    blocks (``node/sensor_payload.py``); a payload without a sensor name takes the last
+    ``sensor_levels`` topic levels, joined with ``.``.
+    """
+
+    __pydantic_config__ = FORBID_EXTRA
+    type: Literal["mqtt"] = "mqtt"
+    host: Annotated[str, MinLen(1)] = "127.0.0.1"
+    port: Annotated[int, Ge(1), Le(65535)] = 1883
+    client_id: str | None = None
+    topic: str | None = None
+    qos: Literal[0, 1] = 1
+    session_expiry_s: Annotated[int, Ge(0)] = 3600
+    keepalive_s: Annotated[int, Gt(0)] = 15
+    receive_maximum: Annotated[int, Ge(1), Le(65535)] = 256
+    sensor_levels: Annotated[int, Ge(0), Le(16)] = 1
+    max_payload_bytes: Annotated[int, Gt(0)] = 8 * 1024 * 1024
+    max_frame_rows: Annotated[int, Gt(0)] = 200_000
+    reconnect_min_s: Annotated[float, Gt(0.0)] = 0.1
+    reconnect_max_s: Annotated[float, Gt(0.0)] = 10.0
+
+    def __post_init__(self) -> None:
+        if self.topic is not None:
+            why = _filter_problem(self.topic)
+            if why:
+                raise FieldProblem("topic", f"{self.topic!r} is not a topic filter: {why}")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise FieldProblem("reconnect_max_s", "must be >= reconnect_min_s")
+
+
 SourceConfig = Annotated[
-    SimSourceConfig | CsvSourceConfig | HttpSourceConfig, Discriminated("type")
+    SimSourceConfig | CsvSourceConfig | HttpSourceConfig | MqttSourceConfig,
+    Discriminated("type"),
 ]
 
 
@@ -150,6 +204,23 @@ class ChaosConfig:
     partitions: list[tuple[float, float]] = field(default_factory=list)
     ack_loss: Annotated[float, Ge(0.0), Lt(1.0)] = 0.0
     corrupt_samples: Annotated[float, Ge(0.0), Lt(1.0)] = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplesConfig:
+    """Curated normal windows sent for retraining (``edgeloop.node.samples``).
+
+    Per shadow-measurement period (``measure_every_s``), a seeded reservoir of at most
+    ``max_rows`` feature rows of the acting model's window group that scored below
+    ``max_score_ratio`` x threshold on machines without an open incident, sent as one
+    ``sample`` document of at most ``max_bytes``.
+    """
+
+    __pydantic_config__ = FORBID_EXTRA
+    max_rows: Annotated[int, Ge(1)] = 256
+    max_bytes: Annotated[int, Gt(1024), Le(4 * 1024 * 1024)] = 64 * 1024
+    max_score_ratio: Annotated[float, Gt(0.0), Le(1.0)] = 0.5
     seed: int = 0
 
 
@@ -180,6 +251,7 @@ class ModelsConfig:
     timeout_s: Annotated[float, Gt(0.0)] = 10.0
     retry_min_s: Annotated[float, Gt(0.0)] = 0.5
     retry_max_s: Annotated[float, Gt(0.0)] = 30.0
+    samples: SamplesConfig | None = None  # curated normal windows for retraining
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,10 +294,25 @@ class NodeConfig:
                 check_name(where, self.uplink.tenant or self.tenant)
             except ConfigError as exc:
                 raise FieldProblem(where, str(exc).removeprefix(f"{where}: ")) from None
+        ids = [mqtt_client_id(self, s) for s in self.sources if isinstance(s, MqttSourceConfig)]
+        if len(ids) != len(set(ids)):
+            raise FieldProblem(
+                "sources", "two mqtt sources share a client id (give each its own client_id)"
+            )
         if sum(1 for s in self.sources if s.type == "sim") > 1:
             raise FieldProblem(
                 "sources", "at most one simulator source per node (each simulates a whole floor)"
             )
+
+
+def mqtt_client_id(config: NodeConfig, source: MqttSourceConfig) -> str:
+    """The MQTT client id of ``source`` (stable across restarts: the session resumes)."""
+    return source.client_id or f"edgeloop-src-{config.tenant}-{config.node_id}"
+
+
+def mqtt_topic(config: NodeConfig, source: MqttSourceConfig) -> str:
+    """The topic filter ``source`` subscribes to."""
+    return source.topic or f"edgeloop/{config.tenant}/{config.node_id}/sensors/#"
 
 
 def parse_node_config(data: Any, where: str = "node config") -> NodeConfig:

@@ -135,7 +135,9 @@ async def run_node(
     reconciler = None
     model_tasks: list[asyncio.Task[None]] = []
     if cfg.models is not None:  # model delivery: restore the active models before data flows
-        reconciler = build_reconciler(cfg, core.pipeline, outbox, clock, lambda: runtime.link_up)
+        reconciler = build_reconciler(
+            cfg, core.pipeline, outbox, clock, lambda: runtime.link_up, core=core
+        )
         await reconciler.restore()
         model_tasks = [
             asyncio.create_task(reconciler.run()),
@@ -143,6 +145,7 @@ async def run_node(
         ]
 
     tasks: list[asyncio.Task[None]] = []
+    mqtt_sources: list[Any] = []
     corrupted = [0]
     for src_cfg, sim in sims:
         frames = sim_source(sim, src_cfg.tick_s, until, clock, src_cfg.phase_s, align_ns)
@@ -166,6 +169,15 @@ async def run_node(
             push = HttpPushSource(catalog, src.host, src.port, on_reject=core.reject)
             log.info("accepting pushed telemetry at %s/v1/push", push.url)
             tasks.append(asyncio.create_task(runtime.run_source(push.__aiter__())))
+        elif src.type == "mqtt":
+            # paho-mqtt is imported only by nodes with an MQTT source or uplink.
+            from edgeloop.node.mqtt_source import MqttSource
+
+            mqtt_src = MqttSource.from_config(cfg, src, catalog, on_reject=core.reject)
+            mqtt_sources.append(mqtt_src)
+            runtime.source_status[f"mqtt:{mqtt_src.topic}"] = mqtt_src.status
+            log.info("subscribing to %s", mqtt_src.where)
+            tasks.append(asyncio.create_task(runtime.run_source(mqtt_src.__aiter__())))
     status_task = asyncio.create_task(_write_status(runtime, cfg.status_file))
     # Everything built so far lives as long as the node: keep it out of the cyclic
     # collector's way so collections stay short (latency of local actions).
@@ -197,6 +209,8 @@ async def run_node(
     if reconciler is not None:  # the shadow's last, partial measurement period
         await reconciler.close_period()
     await runtime.flush()
+    for mqtt_src in mqtt_sources:  # everything the core took is in the outbox: PUBACK it
+        await mqtt_src.close()
     drained = await runtime.drain(drain_timeout_s)
     status_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -118,6 +118,9 @@ class NodeRuntime:
         self.send_failures = 0
         self.batches_acked = 0
         self.link_up = True
+        # Status of the node's sources, by name (e.g. an MQTT source's connection and
+        # counters): reported under ``sources`` in status() and upstream with it.
+        self.source_status: dict[str, Callable[[], dict[str, Any]]] = {}
 
     # -- lifecycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -262,4 +265,6 @@ class NodeRuntime:
         st["send_failures"] = self.send_failures
         st["link_up"] = self.link_up
         st["tier"] = self.core.config.tier
+        if self.source_status:
+            st["sources"] = {name: f() for name, f in self.source_status.items()}
         return st

@@ -1,0 +1,373 @@
+"""MQTT source: sensors publish to a node through a broker (MQTT v5, paho-mqtt).
+
+The node subscribes to ``edgeloop/<tenant>/<node>/sensors/#`` (configurable) on a
+persistent session and turns each message into samples (JSON records or sensor blocks,
+:mod:`edgeloop.node.sensor_payload`). Frames reach the node loop like those of the HTTP
+push source; bad payloads are rejected with a reason naming the topic and the field and
+counted by the core (its reject counters travel upstream), valid samples beside them kept.
+
+Delivery (QoS 1, the default):
+
+* paho's network thread decodes a message and puts it on a bounded queue; the node
+  loop merges what is queued into one frame (at most ``max_frame_rows`` samples).
+* The PUBACK is **manual**: a message is acknowledged only after its frame went through
+  the node core (``NodeCore.process``) *and* the outbox append of what that produced
+  has returned, i.e. when the source is asked for its next frame. A message that a
+  node never finished handing over is not acknowledged, so the broker delivers it again
+  (on the same session) after a crash or a lost connection.
+* The broker sends at most ``receive_maximum`` unacknowledged messages (MQTT v5 flow
+  control), so the queue between the threads never holds more than that many QoS 1
+  messages: a slow node slows the broker's delivery, and the broker queues the rest for
+  the session. QoS 0 messages have no flow control: beyond the queue's bound they are
+  dropped and counted (``dropped_qos0``).
+* The session outlives the connection by ``session_expiry_s`` (``clean_start`` False
+  with a stable client id): what sensors publish while the node is down is queued by
+  the broker (up to its ``max_queued_messages``) and delivered when the node is back.
+* After a reconnect the broker redelivers what was not acknowledged, marked DUP; samples
+  of a DUP message at or before the newest timestamp this process already handed to the
+  core for that sensor are dropped (``redelivered_samples``), not counted twice.
+* A lost connection is retried by paho with exponential back-off
+  (``reconnect_min_s``..``reconnect_max_s``, jittered per client); :meth:`status`
+  (node status and its uplink) shows ``connected``, ``disconnects`` and ``last_error``.
+
+What a PUBACK does *not* promise: samples handed to the core live in its open summary
+periods (and events wait for their post-trigger context) until the next summary entry
+is appended, so a kill -9 loses up to about ``summary_every_s`` plus one summary period
+of acknowledged data, like the HTTP push source. A clean stop flushes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from edgeloop.node.sensor_payload import PayloadDecoder
+from edgeloop.telemetry.frame import Frame, SensorCatalog
+from edgeloop.telemetry.validate import MAX_PAYLOAD_BYTES, RejectRecord
+from edgeloop.transport.mqtt_session import connect_properties, new_client
+
+__all__ = ["MqttSource"]
+
+QOS0_SLACK = 1024
+"""Queue room for QoS 0 messages beyond ``receive_maximum`` (dropped when it is full)."""
+_NEVER = np.iinfo(np.int64).min
+
+
+@dataclass(slots=True)
+class _Message:
+    gen: int  # connection generation it arrived on: its packet id means nothing on another
+    mid: int
+    qos: int
+    dup: bool
+    frame: Frame
+    rejects: list[RejectRecord]
+
+
+class MqttSource:
+    """Frames from sensors publishing over MQTT; an async iterator of :class:`Frame`.
+
+    Args:
+        catalog: the node's sensors.
+        host, port: the broker.
+        topic: the subscription filter.
+        client_id: stable across restarts so the session (and what the broker queued)
+            resumes.
+        qos: subscription QoS (0 or 1).
+        session_expiry_s: how long the broker keeps the session after a disconnect
+            (0: clean start every time, nothing queued while down).
+        keepalive_s: MQTT keep-alive.
+        receive_maximum: unacknowledged messages the broker may send (flow control).
+        sensor_levels, max_payload_bytes: see :class:`PayloadDecoder`.
+        max_frame_rows: most samples merged into one frame.
+        reconnect_min_s, reconnect_max_s: back-off bounds of reconnects.
+        on_reject: called in the loop with the rejects of each bad message
+            (``NodeCore.reject``: counted, sent upstream).
+    """
+
+    def __init__(
+        self,
+        catalog: SensorCatalog,
+        host: str,
+        port: int,
+        topic: str,
+        client_id: str,
+        *,
+        qos: int = 1,
+        session_expiry_s: int = 3600,
+        keepalive_s: int = 15,
+        receive_maximum: int = 256,
+        sensor_levels: int = 1,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        max_frame_rows: int = 200_000,
+        reconnect_min_s: float = 0.1,
+        reconnect_max_s: float = 10.0,
+        on_reject: Callable[[list[RejectRecord]], None] | None = None,
+    ) -> None:
+        if qos not in (0, 1):
+            raise ValueError(f"qos: 0 or 1 (got {qos})")
+        self.catalog = catalog
+        self.host, self.port, self.topic, self.client_id = host, port, topic, client_id
+        self.qos = qos
+        self._session_expiry = session_expiry_s
+        self._keepalive = keepalive_s
+        self._receive_maximum = receive_maximum
+        self._max_rows = max_frame_rows
+        self._reconnect = (reconnect_min_s, reconnect_max_s)
+        self._on_reject = on_reject
+        self._decoder = PayloadDecoder(
+            catalog, sensor_levels=sensor_levels, max_payload_bytes=max_payload_bytes
+        )
+        self._queue: queue.Queue[_Message] = queue.Queue(receive_maximum + QOS0_SLACK)
+        self._client: mqtt.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._subscribed: asyncio.Event | None = None
+        self._handed: list[_Message] = []  # handed to the core, PUBACK not sent yet
+        self._high = np.full(len(catalog), _NEVER, dtype=np.int64)
+        self._gen = 0
+        self._closing = False
+        # Counters (read by status()).
+        self.connected = False
+        self.connects = 0
+        self.disconnects = 0
+        self.session_resumed = 0
+        self.last_error = ""
+        self.messages = 0
+        self.samples = 0
+        self.rejected_messages = 0
+        self.dropped_qos0 = 0
+        self.redelivered_samples = 0
+        self.acked = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Any,
+        source: Any,
+        catalog: SensorCatalog,
+        on_reject: Callable[[list[RejectRecord]], None] | None = None,
+    ) -> MqttSource:
+        """The source of ``source`` (an ``MqttSourceConfig``) in node ``config``."""
+        from edgeloop.node.config import mqtt_client_id, mqtt_topic
+
+        return cls(
+            catalog,
+            source.host,
+            source.port,
+            mqtt_topic(config, source),
+            mqtt_client_id(config, source),
+            qos=source.qos,
+            session_expiry_s=source.session_expiry_s,
+            keepalive_s=source.keepalive_s,
+            receive_maximum=source.receive_maximum,
+            sensor_levels=source.sensor_levels,
+            max_payload_bytes=source.max_payload_bytes,
+            max_frame_rows=source.max_frame_rows,
+            reconnect_min_s=source.reconnect_min_s,
+            reconnect_max_s=source.reconnect_max_s,
+            on_reject=on_reject,
+        )
+
+    @property
+    def where(self) -> str:
+        return f"mqtt://{self.host}:{self.port}/{self.topic}"
+
+    def status(self) -> dict[str, Any]:
+        """Counters for the node's status (cumulative; safe to send repeatedly)."""
+        return {
+            "topic": self.topic,
+            "connected": self.connected,
+            "connects": self.connects,
+            "disconnects": self.disconnects,
+            "session_resumed": self.session_resumed,
+            "last_error": self.last_error,
+            "messages": self.messages,
+            "samples": self.samples,
+            "rejected_messages": self.rejected_messages,
+            "dropped_qos0": self.dropped_qos0,
+            "redelivered_samples": self.redelivered_samples,
+            "acked": self.acked,
+            "queued": self._queue.qsize(),
+            "unacked": len(self._handed),
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background (idempotent); paho retries until the broker answers."""
+        if self._client is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._subscribed = asyncio.Event()
+        client = new_client(self.client_id, manual_ack=True)
+        jitter = 0.5 + random.Random(self.client_id).random()
+        lo, hi = (x * jitter for x in self._reconnect)
+        client.reconnect_delay_set(min_delay=lo, max_delay=hi)  # type: ignore[arg-type]
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.connect_async(
+            self.host,
+            self.port,
+            keepalive=self._keepalive,
+            clean_start=self._session_expiry == 0,
+            properties=connect_properties(self._session_expiry, self._receive_maximum),
+        )
+        self._client = client
+        client.loop_start()
+
+    async def wait_subscribed(self, timeout_s: float) -> bool:
+        """Start if needed and wait until the subscription is in place."""
+        self.start()
+        assert self._subscribed is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout_s)
+        return self._subscribed.is_set()
+
+    async def close(self) -> None:
+        """Acknowledge what the core has taken, disconnect (the session stays with the
+        broker) and stop the network thread. Call it after the node flushed."""
+        if self._closing:
+            return
+        self._ack_handed()
+        self._closing = True
+        client, self._client = self._client, None
+        if client is not None:
+            # PUBACKs go out before the DISCONNECT: paho sends its packets in order.
+            client.disconnect()
+            await asyncio.to_thread(client.loop_stop)
+        self.connected = False
+
+    # -- the node's side ----------------------------------------------------------------
+    async def __aiter__(self) -> AsyncIterator[Frame]:
+        self.start()
+        assert self._wake is not None
+        while not self._closing:
+            # Everything handed over before has been through the core and the outbox
+            # append (the consumer asks for the next frame only then): acknowledge it.
+            self._ack_handed()
+            batch = self._take()
+            if not batch:
+                self._wake.clear()
+                batch = self._take()
+                if not batch:
+                    await self._wake.wait()
+                    continue
+            frame = self._merge(batch)
+            self._handed.extend(batch)
+            if len(frame):
+                yield frame
+
+    def _take(self) -> list[_Message]:
+        out: list[_Message] = []
+        rows = 0
+        while rows < self._max_rows:
+            try:
+                msg = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            out.append(msg)
+            rows += len(msg.frame)
+        return out
+
+    def _merge(self, batch: list[_Message]) -> Frame:
+        """One frame of the valid samples of ``batch``; rejects reported, redeliveries
+        dropped, the per-sensor high-water marks advanced."""
+        parts: list[Frame] = []
+        for msg in batch:
+            if msg.rejects:
+                self.rejected_messages += 1
+                if self._on_reject is not None:
+                    self._on_reject(msg.rejects)
+            frame = msg.frame
+            if not len(frame):
+                continue
+            if msg.dup:  # maybe handed over before the connection was lost
+                fresh = frame.ts > self._high[frame.sensor]
+                self.redelivered_samples += int(len(frame) - np.count_nonzero(fresh))
+                frame = frame.take(fresh)
+            np.maximum.at(self._high, frame.sensor, frame.ts)
+            self.samples += len(frame)
+            parts.append(frame)
+        merged = Frame.concat(parts)
+        return merged if merged.is_sorted() else merged.sorted()
+
+    def _ack_handed(self) -> None:
+        client, handed, self._handed = self._client, self._handed, []
+        if client is None:
+            return
+        for msg in handed:
+            # An ack of another connection's packet id could release a different
+            # message: skip it; the broker redelivers that message (DUP) instead.
+            if msg.qos == 1 and msg.gen == self._gen:
+                client.ack(msg.mid, msg.qos)
+                self.acked += 1
+
+    # -- paho's network thread -----------------------------------------------------------
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = "<topic not UTF-8>"
+        frame, rejects = self._decoder.decode(topic, bytes(msg.payload))
+        item = _Message(self._gen, msg.mid, msg.qos, bool(msg.dup), frame, rejects)
+        self.messages += 1
+        if msg.qos == 0:
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self.dropped_qos0 += 1
+                return
+        else:
+            # Never full while the broker honours Receive Maximum; if it does not, this
+            # holds paho's thread (TCP back-pressure) until the node catches up.
+            while not self._closing:
+                try:
+                    self._queue.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"connect refused: {reason}"
+            return
+        self._gen += 1
+        self.connected = True
+        self.connects += 1
+        if getattr(flags, "session_present", False):
+            self.session_resumed += 1
+        # Subscribing again on a resumed session is harmless, and needed on a new one.
+        client.subscribe(self.topic, qos=self.qos)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: Any, _p: Any) -> None:
+        failed = [r for r in reasons if getattr(r, "is_failure", False)]
+        if failed:
+            self.last_error = f"subscribe {self.topic!r} refused: {failed[0]}"
+            return
+        if self._loop is not None and self._subscribed is not None:
+            self._loop.call_soon_threadsafe(self._subscribed.set)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._gen += 1
+        self.connected = False
+        if not self._closing:
+            self.disconnects += 1
+            self.last_error = f"disconnected: {reason}"
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        self.last_error = f"cannot connect to {self.host}:{self.port}"
