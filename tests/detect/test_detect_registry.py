@@ -58,3 +58,36 @@ def test_unknown_type_lists_the_known_ones() -> None:
         registry.detector_class("nope")
     with pytest.raises(ValueError):
         registry.register("x", "no_colon")
+
+
+@pytest.mark.parametrize(
+    ("value", "rule", "ok"),
+    [
+        (0.5, "(0, 1]", True),
+        (0.0, "(0, 1]", False),
+        (1.0, "(0, 1]", True),
+        (1.0, "(0, 1)", False),
+        (0.0, "[0, 1)", True),
+        (float("nan"), "[0, 1]", False),
+        (float("nan"), ">= 0", False),
+        (2, ">= 2", True),
+        (1, "> 1", False),
+        (-1, "<= 0", True),
+    ],
+)
+def test_parameter_bounds(value: float, rule: str, ok: bool) -> None:
+    from edgeloop.detect.params import bound
+
+    passed, message = bound(value, rule)
+    assert passed is ok and rule in message and str(value) in message
+
+
+def test_every_failed_parameter_is_named_at_once() -> None:
+    from edgeloop.detect.multivariate import MultivariateDetector
+
+    with pytest.raises(ConfigError) as err:
+        MultivariateDetector(2, ("a", "b"), smooth=0.0, hold=0, release=1.0)
+    text = str(err.value)
+    assert text.startswith("multivariate detector: ")
+    assert "smooth: must be in (0, 1]" in text and "hold: must be >= 1" in text
+    assert "release: must be in (0, 1)" in text

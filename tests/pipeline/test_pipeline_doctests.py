@@ -14,6 +14,7 @@ MODULES = [
     "edgeloop.pipeline.spec",
     "edgeloop.pipeline.join",
     "edgeloop.detect.registry",
+    "edgeloop.detect.params",
 ]
 
 

@@ -43,8 +43,8 @@ import numpy.typing as npt
 
 from edgeloop.detect.changepoints import alarm_changepoints
 from edgeloop.detect.latched_t2 import Latch, MachineState, fit_prefix, step
+from edgeloop.detect.params import bound, require
 from edgeloop.detect.ranks import ranks
-from edgeloop.errors import ConfigError
 from edgeloop.pipeline.types import Features, Scores
 
 __all__ = ["MultivariateDetector"]
@@ -99,33 +99,23 @@ class MultivariateDetector:
         settle: int = 600,
         name: str = "multivariate",
     ) -> None:
-        problems = []
-        if not feature_names:
-            problems.append("feature_names: must not be empty")
-        if fit_rows < 2:
-            problems.append(f"fit_rows: must be >= 2 (got {fit_rows})")
-        if not 0 <= burn_in <= fit_rows - 2:
-            problems.append(f"burn_in: must be in [0, fit_rows - 2] (got {burn_in})")
-        if not 0.0 < smooth <= 1.0:
-            problems.append(f"smooth: must be in (0, 1] (got {smooth})")
-        if not 0.0 <= track <= 1.0:
-            problems.append(f"track: must be in [0, 1] (got {track})")
-        if not ridge >= 0:
-            problems.append(f"ridge: must be >= 0 (got {ridge})")
-        if not rel_scale >= 0:
-            problems.append(f"rel_scale: must be >= 0 (got {rel_scale})")
-        if not min_scale > 0:
-            problems.append(f"min_scale: must be > 0 (got {min_scale})")
-        if not alarm_at > 0:
-            problems.append(f"alarm_at: must be > 0 (got {alarm_at})")
-        if not 0.0 < release < 1.0:
-            problems.append(f"release: must be in (0, 1) (got {release})")
-        if hold < 1:
-            problems.append(f"hold: must be >= 1 (got {hold})")
-        if settle < 0:
-            problems.append(f"settle: must be >= 0 (got {settle})")
-        if problems:
-            raise ConfigError("multivariate detector: " + "; ".join(problems))
+        require(
+            "multivariate",
+            {
+                "feature_names": (bool(feature_names), "must not be empty"),
+                "fit_rows": bound(fit_rows, ">= 2"),
+                "burn_in": bound(burn_in, f"[0, {fit_rows - 2}]"),
+                "smooth": bound(smooth, "(0, 1]"),
+                "track": bound(track, "[0, 1]"),
+                "ridge": bound(ridge, ">= 0"),
+                "rel_scale": bound(rel_scale, ">= 0"),
+                "min_scale": bound(min_scale, "> 0"),
+                "alarm_at": bound(alarm_at, "> 0"),
+                "release": bound(release, "(0, 1)"),
+                "hold": bound(hold, ">= 1"),
+                "settle": bound(settle, ">= 0"),
+            },
+        )
         self.name = name
         self.feature_names = tuple(feature_names)
         self.fit_rows = int(fit_rows)

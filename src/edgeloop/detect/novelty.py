@@ -38,9 +38,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edgeloop.detect.calibration import LAG, last_cols, rolling_bar
+from edgeloop.detect.params import bound, require
 from edgeloop.detect.patterns import PatternMemory
 from edgeloop.detect.seasonal import INTERVALS, record_stamps, season_rows, seasonal_distance
-from edgeloop.errors import ConfigError
 from edgeloop.pipeline.types import Features, Scores
 
 __all__ = ["NoveltyDetector"]
@@ -130,26 +130,24 @@ class NoveltyDetector:
                 feature in tuple(feature_names),
                 f"{feature!r} is not in {list(feature_names)}",
             ),
-            "window": (window >= 2, f"must be >= 2 (got {window})"),
+            "window": bound(window, ">= 2"),
             "scales": (
                 bool(scales) and all(int(d) == d and d >= 1 for d in scales),
                 f"must be integers >= 1 (got {list(scales)})",
             ),
-            "memory": (memory >= 1, f"must be >= 1 (got {memory})"),
-            "calibration": (calibration >= 2, f"must be >= 2 (got {calibration})"),
-            "z": (z >= 0, f"must be >= 0 (got {z})"),
-            "floor": (floor > 0, f"must be > 0 (got {floor})"),
-            "cap": (cap >= 1, f"must be >= 1 (got {cap})"),
-            "range_excess": (range_excess > 0, f"must be > 0 (got {range_excess})"),
-            "season": (season >= 0, f"must be >= 0 seconds (got {season})"),
-            "season_window": (season_window >= 1, f"must be >= 1 (got {season_window})"),
-            "season_factor": (season_factor > 0, f"must be > 0 (got {season_factor})"),
-            "refractory": (refractory >= 0, f"must be >= 0 (got {refractory})"),
-            "warmup": (warmup >= 1, f"must be >= 1 (got {warmup})"),
+            "memory": bound(memory, ">= 1"),
+            "calibration": bound(calibration, ">= 2"),
+            "z": bound(z, ">= 0"),
+            "floor": bound(floor, "> 0"),
+            "cap": bound(cap, ">= 1"),
+            "range_excess": bound(range_excess, "> 0"),
+            "season": bound(season, ">= 0"),
+            "season_window": bound(season_window, ">= 1"),
+            "season_factor": bound(season_factor, "> 0"),
+            "refractory": bound(refractory, ">= 0"),
+            "warmup": bound(warmup, ">= 1"),
         }
-        problems = [f"{k}: {msg}" for k, (ok, msg) in checks.items() if not ok]
-        if problems:
-            raise ConfigError("novelty detector: " + "; ".join(problems))
+        require("novelty", checks)
         self.name = name
         self.feature_names = tuple(feature_names)
         self.feature = feature

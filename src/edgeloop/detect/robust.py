@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from edgeloop.detect.params import bound, require
 from edgeloop.detect.ranks import ranks
-from edgeloop.errors import ConfigError
 from edgeloop.pipeline.types import Features, Scores
 
 __all__ = ["RobustDetector"]
@@ -98,23 +98,19 @@ class RobustDetector:
         log_features: Sequence[str] = ("std", "p2p"),
         name: str = "robust",
     ) -> None:
-        problems = []
-        if not 0.0 < alpha <= 1.0:
-            problems.append(f"alpha: must be in (0, 1] (got {alpha})")
-        if not z_threshold > 0:
-            problems.append(f"z_threshold: must be > 0 (got {z_threshold})")
-        if warmup < 1:
-            problems.append(f"warmup: must be >= 1 (got {warmup})")
-        if not clip > 0:
-            problems.append(f"clip: must be > 0 (got {clip})")
-        if not 0.0 <= anomalous_rate <= 1.0:
-            problems.append(f"anomalous_rate: must be in [0, 1] (got {anomalous_rate})")
-        if min_scale < 0 or rel_scale < 0:
-            problems.append("min_scale, rel_scale: must be >= 0")
-        if not feature_names:
-            problems.append("feature_names: must not be empty")
-        if problems:
-            raise ConfigError("robust detector: " + "; ".join(problems))
+        require(
+            "robust",
+            {
+                "alpha": bound(alpha, "(0, 1]"),
+                "z_threshold": bound(z_threshold, "> 0"),
+                "warmup": bound(warmup, ">= 1"),
+                "clip": bound(clip, "> 0"),
+                "anomalous_rate": bound(anomalous_rate, "[0, 1]"),
+                "min_scale": bound(min_scale, ">= 0"),
+                "rel_scale": bound(rel_scale, ">= 0"),
+                "feature_names": (bool(feature_names), "must not be empty"),
+            },
+        )
         self.name = name
         self.feature_names = tuple(feature_names)
         self.alpha = float(alpha)

@@ -35,8 +35,11 @@ from starlette.concurrency import run_in_threadpool
 from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.hub.control import ControlPlane
 from edgeloop.hub.documents import DOCUMENT_DECODERS, Document
+from edgeloop.hub.feedback_api import feedback_router
 from edgeloop.hub.fleet_api import fleet_router
+from edgeloop.hub.labels import LabelStore
 from edgeloop.hub.models_api import models_router
+from edgeloop.hub.retrain import RetrainConfig, RetrainService
 from edgeloop.hub.schema import KIND_EVENTS, KIND_FRAME, KIND_SUMMARIES, Decoded
 from edgeloop.hub.store import (
     HubStore,
@@ -310,6 +313,7 @@ def create_app(
     clock: Callable[[], int] = time.time_ns,
     max_body_bytes: int = MAX_BODY_BYTES,
     signing_key: PrivateKey | None = None,
+    retrain_config: RetrainConfig | None = None,
 ) -> FastAPI:
     """The hub's FastAPI app over ``store`` (tables must exist: ``store.create_all()``).
 
@@ -318,7 +322,8 @@ def create_app(
     :class:`~edgeloop.hub.control.ControlPlane` behind the model and fleet APIs. It signs
     with ``signing_key`` (``edgeloop.hub.keys.hub_key``); without one, with a key made
     for this app only (tests, embedded use: versions it signs are not trusted after a
-    restart).
+    restart). ``app.state.retrain`` is the :class:`~edgeloop.hub.retrain.RetrainService`
+    (``retrain_config``) behind labels and ``POST /v1/retrain``.
     """
     app = FastAPI(
         title="edgeloop hub",
@@ -333,6 +338,10 @@ def create_app(
     service.observe("measurement", plane.observe_documents)
     app.include_router(models_router(plane))
     app.include_router(fleet_router(plane))
+    # Feedback and retraining (edgeloop.hub.retrain): labels, runs, POST /v1/retrain.
+    retrain = RetrainService(plane, retrain_config)
+    app.state.retrain = retrain
+    app.include_router(feedback_router(LabelStore(store), retrain))
 
     @app.post(
         "/v1/ingest",

@@ -117,8 +117,18 @@ def _measurement(payload: bytes) -> Document:
     return Document(KIND_MEASUREMENT, t_ns, doc)
 
 
+def _sample(payload: bytes) -> Document:
+    from edgeloop.node.samples import KIND_SAMPLE, SAMPLE_SCHEMA, sample_rows
+
+    doc = json_object(KIND_SAMPLE, payload, SAMPLE_SCHEMA)
+    t_ns = time_field(KIND_SAMPLE, doc, "period_end_ns")
+    sample_rows(doc)  # shape, names, finite values: the field is named
+    return Document(KIND_SAMPLE, t_ns, doc)
+
+
 DOCUMENT_DECODERS: dict[str, DocumentDecoder] = {
     "measurement": _measurement,
+    "sample": _sample,
 }
 """Decoder of each document kind. A new kind adds its decoder here (and a service that
 observes it, registered in ``edgeloop.hub.app.create_app``)."""

@@ -19,11 +19,13 @@ from edgeloop.outbox.base import OutboxStore
 from edgeloop.outbox.factory import open_outbox
 from edgeloop.pipeline.pipeline import Pipeline
 from edgeloop.pipeline.plan import DetectorPlan, PipelinePlan
+from edgeloop.pipeline.types import Features, Scores
 from edgeloop.telemetry.frame import SensorCatalog
 from edgeloop.transport.base import Transport
 
 if TYPE_CHECKING:  # validating a spec is a launcher's job (pydantic): imported on use
     from edgeloop.node.reconcile import Reconciler
+    from edgeloop.node.samples import SampleCollector
     from edgeloop.pipeline.spec import PipelineSpec
 
 
@@ -107,8 +109,11 @@ def build_reconciler(
     outbox: OutboxStore,
     clock: Callable[[], int],
     link_up: Callable[[], bool],
+    core: NodeCore | None = None,
 ) -> Reconciler:
-    """The node's model reconciler from ``config.models`` (its modules load only then)."""
+    """The node's model reconciler from ``config.models`` (its modules load only then).
+    With ``models.samples`` and the node's ``core``, it also sends curated normal
+    windows (:func:`attach_samples`)."""
     from edgeloop.node.fetch import ControlClient
     from edgeloop.node.model_store import ModelStore
     from edgeloop.node.model_switch import ModelSwitch
@@ -136,4 +141,35 @@ def build_reconciler(
         retry_min_s=m.retry_min_s,
         retry_max_s=m.retry_max_s,
         fleet_group=m.fleet_group,
+        samples=attach_samples(config, core) if m.samples and core else None,
     )
+
+
+def attach_samples(config: NodeConfig, core: NodeCore) -> SampleCollector:
+    """A :class:`~edgeloop.node.samples.SampleCollector` fed by ``core``'s scored blocks
+    (added to ``core.score_sink``, beside any sink already there)."""
+    from edgeloop.node.samples import SampleCollector, open_machines_of
+
+    assert config.models is not None and config.models.samples is not None
+    c = config.models.samples
+    machines = core.catalog.machines()
+    collector = SampleCollector(
+        config.node_id,
+        open_machines_of(lambda: core.decider.open_incidents, machines),
+        core.catalog.machine_codes(),
+        max_rows=c.max_rows,
+        max_bytes=c.max_bytes,
+        max_score_ratio=c.max_score_ratio,
+        seed=c.seed,
+    )
+    before = core.score_sink
+    if before is None:
+        core.score_sink = collector
+    else:
+
+        def both(feats: Features, scores: Scores) -> None:
+            before(feats, scores)
+            collector(feats, scores)
+
+        core.score_sink = both
+    return collector

@@ -54,7 +54,8 @@ from edgeloop.desired.reconciler import (
 from edgeloop.errors import ConfigError, EdgeloopError, ModelError
 from edgeloop.node.fetch import ControlClient, PartialBody
 from edgeloop.node.model_store import ModelStore, slot_to_dict
-from edgeloop.node.model_switch import ModelSwitch
+from edgeloop.node.model_switch import Loaded, ModelSwitch
+from edgeloop.node.samples import SampleCollector
 from edgeloop.node.verifier import verify_in_child
 from edgeloop.outbox.base import NewEntry
 
@@ -97,6 +98,7 @@ class Reconciler:
         every_s, retry_min_s, retry_max_s: round cadence and back-off bounds.
         paths: the hub's endpoints.
         fleet_group: the node group named in reports (a node not yet in the fleet joins it).
+        samples: collects curated normal windows; sent with each measurement period.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class Reconciler:
         retry_max_s: float = 30.0,
         paths: HubPaths = HubPaths(),
         fleet_group: str | None = None,
+        samples: SampleCollector | None = None,
     ) -> None:
         self.node = node
         self.client = client
@@ -133,6 +136,7 @@ class Reconciler:
         self.retry_max_s = retry_max_s
         self.paths = paths
         self.fleet_group = fleet_group
+        self.samples = samples
         self.actual = ActualState(node)
         self.desired: DesiredState | None = None
         self.last_report: Report | None = None
@@ -174,6 +178,7 @@ class Reconciler:
             await self._save()
             return
         await self._emit(self.switch.apply(loaded, self.clock()))
+        self._sample_for(loaded)
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
@@ -403,6 +408,7 @@ class Reconciler:
         )
         await asyncio.to_thread(self.store.save_pointer, new)
         entry = self.switch.apply(loaded, self.clock())
+        self._sample_for(loaded)
         if action.pipeline_digest != self.actual.pipeline_digest:
             self._apply_pipeline(action.pipeline_digest)
         self.switch.keep_previous(action.keep)
@@ -445,5 +451,15 @@ class Reconciler:
             await self.close_period()
 
     async def close_period(self) -> None:
-        """Close the shadow's measurement period now and store it (if it saw windows)."""
-        await self._emit(self.switch.monitor.take(self.clock()))
+        """Close the shadow's measurement period now and store it (if it saw windows),
+        and the period's curated samples (``edgeloop.node.samples``) if configured."""
+        now = self.clock()
+        await self._emit(self.switch.monitor.take(now))
+        if self.samples is not None:
+            await self._emit(self.samples.take(now))
+
+    def _sample_for(self, loaded: Loaded) -> None:
+        """Curated samples follow the acting model (rows another model scored are dropped)."""
+        if self.samples is not None:
+            names = self.switch.pipeline.feature_names(loaded.group)
+            self.samples.begin(loaded.act[0].version, loaded.group, names, self.clock())
