@@ -1,0 +1,132 @@
+"""A real gateway process fed over MQTT (real Mosquitto) delivers to a hub: nothing lost
+across a restart, bad payloads rejected and counted, the memory bound kept."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from _gateway_probe import RSS_BOUND_MB, run_gateway
+from test_node_footprint import FORBIDDEN, PRIVATE_BOUND_MB
+
+from conftest import Broker
+from edgeloop.cli.sim import sensor_entries
+from edgeloop.hub.app import create_app
+from edgeloop.hub.server import BackgroundServer
+from edgeloop.hub.store import HubStore
+from edgeloop.node.mqtt_source import MqttSource
+from edgeloop.node.sensor_payload import encode_block
+from edgeloop.sim.factory import FactoryConfig, FactorySim
+from edgeloop.sim.publish import SimPublisher
+from edgeloop.telemetry.frame import SensorCatalog
+from services import MqttProbe
+
+
+def _provision_session(host: str, port: int, topic: str, client_id: str) -> None:
+    """Create the gateway's persistent session once (as an installer would), so the
+    broker queues what sensors publish from now on even before the node first runs."""
+
+    async def go() -> None:
+        src = MqttSource(SensorCatalog(), host, port, topic, client_id)
+        assert await src.wait_subscribed(10)
+        await src.close()
+
+    asyncio.run(go())
+
+
+def test_gateway_fed_over_mqtt_loses_nothing_across_a_restart(
+    mqtt_broker: Broker, tmp_path: Path
+) -> None:
+    tenant = f"t{uuid.uuid4().hex[:10]}"
+    prefix = f"edgeloop/{tenant}/gw1/sensors"
+    sim = FactorySim(FactoryConfig.generate(n_machines=1, gateway="gw1", seed=3), 3, time.time_ns())
+    _provision_session(
+        mqtt_broker.host, mqtt_broker.port, f"{prefix}/#", f"edgeloop-src-{tenant}-gw1"
+    )
+    pub = SimPublisher(sim, mqtt_broker.host, mqtt_broker.port, prefix).connect()
+    store = HubStore(f"sqlite:///{tmp_path / 'hub.db'}")
+    store.create_all()
+    cfg: dict[str, Any] = {
+        "node_id": "gw1",
+        "tenant": tenant,
+        "summary_every_s": 0.5,
+        "outbox": {"url": f"sqlite:///{tmp_path / 'outbox.db'}"},
+        "uplink": {"kind": "http", "url": "HUB"},
+        "sensors": sensor_entries(sim),
+        "sources": [
+            {"type": "mqtt", "host": mqtt_broker.host, "port": mqtt_broker.port, "keepalive_s": 2}
+        ],
+    }
+    bad = MqttProbe(mqtt_broker.host, mqtt_broker.port)
+    try:
+        with BackgroundServer(create_app(store)) as hub:
+            cfg["uplink"]["url"] = hub.url
+
+            def run(duration_s: float, out: dict[str, Any]) -> None:
+                out["res"], out["stats"] = run_gateway(cfg, tmp_path, duration_s)
+
+            # 1. The gateway runs while sensors publish, bad payloads among them.
+            first: dict[str, Any] = {}
+            gw = threading.Thread(target=run, args=(6.0, first))
+            gw.start()
+            pub.run(2.0)
+            bad.publish(f"{prefix}/gw1.m01.temp", b"{not json")
+            bad.publish(f"{prefix}/gw1.m01.temp", b'[{"ts": 1, "value": "hot"}]')
+            bad.publish(f"{prefix}/gw1.m09.vib_x", encode_block("", 1, 500_000, np.zeros(10)))
+            gw.join(120)
+            # 2. Down: sensors keep publishing; the broker queues it for the session.
+            down_from = pub.stats.total_samples
+            pub.run(1.5)
+            down = pub.stats.total_samples - down_from
+            # 3. Back (same client id): what was queued arrives, and what follows.
+            second: dict[str, Any] = {}
+            gw = threading.Thread(target=run, args=(5.0, second))
+            gw.start()
+            pub.run(1.0)
+            gw.join(120)
+            totals = httpx.get(f"{hub.url}/v1/stats").json()
+        rows = store.summaries("gw1", limit=100_000)
+    finally:
+        pub.close()
+        bad.close()
+        store.close()
+
+    published = pub.stats.total_samples
+    assert down > 0
+    s1, s2 = first["stats"], second["stats"]
+    # Every sample published reached the hub, once (summaries cover each sample).
+    assert s1["samples_accepted"] + s2["samples_accepted"] == published
+    assert totals["overall"]["samples"] == published
+    # Per sensor too, and no (sensor, period) holds more than a period's worth: the
+    # period open at the restart is split over two rows (one per run), never doubled.
+    by_sensor: dict[str, int] = {}
+    by_period: dict[tuple[str, int], int] = {}
+    for r in rows:
+        by_sensor[r.sensor] = by_sensor.get(r.sensor, 0) + r.count
+        by_period[r.sensor, r.t0_ns] = by_period.get((r.sensor, r.t0_ns), 0) + r.count
+    assert by_sensor == pub.stats.samples
+    rate = {s.name: s.rate_hz for s in sim.catalog.specs}
+    period_s = (rows[0].t1_ns - rows[0].t0_ns) / 1e9
+    assert all(n <= rate[sensor] * period_s for (sensor, _), n in by_period.items())
+    assert s2["samples_accepted"] >= down  # what was published while the node was down
+    # Bad payloads: rejected with reasons, counted in the node's (upstream) status.
+    assert s1["samples_rejected"] == {"malformed": 1, "wrong_type": 1, "unknown_sensor": 10}
+    src1 = next(iter(s1["sources"].values()))
+    assert src1["rejected_messages"] == 3 and src1["connected"] is False  # closed at the end
+    src2 = next(iter(s2["sources"].values()))
+    assert src2["session_resumed"] == 1 and src2["redelivered_samples"] == 0
+    # The gateway fed over MQTT stays a gateway: no validation stack, within its bound.
+    # (paho-mqtt imports urllib.request, hence http.client and email: the price of the
+    # MQTT client, ~1 MB; the HTTP-only gateway of test_node_footprint does without.)
+    loaded = set(second["res"]["modules"])
+    forbidden = set(FORBIDDEN) - {"email"}
+    assert not loaded & forbidden, sorted(loaded & forbidden)
+    assert "paho" in loaded
+    assert second["res"]["rss"] < RSS_BOUND_MB, second["res"]
+    assert second["res"]["private"] < PRIVATE_BOUND_MB, second["res"]
