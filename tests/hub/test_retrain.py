@@ -10,6 +10,7 @@ canary rollout; a retrain whose evaluation fails registers nothing and says why.
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from edgeloop.hub.app import create_app
-from edgeloop.hub.retrain import RetrainConfig
+from edgeloop.hub.retrain import RetrainConfig, RetrainScheduler
 from edgeloop.hub.store import HubStore
 from edgeloop.node.samples import SampleCollector, encode_sample
 from edgeloop.outbox.base import Entry
@@ -252,3 +253,18 @@ def test_a_second_run_while_one_is_in_progress_is_refused(store: HubStore, clock
         service._running.release()
     done = ok(client.post("/v1/retrain", json={"actor": "ann"}), 201)
     assert done["outcome"] == "refused" and "no champion" in done["why"]
+
+
+def test_scheduled_runs_are_recorded(store: HubStore, clock: Clock) -> None:
+    client = hub(store, clock)
+    scheduler = RetrainScheduler(client.app.state.retrain, 0.05).start()
+    deadline = time.monotonic() + 20
+    while scheduler.runs < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    scheduler.stop()
+    client.app.state.retrain.close()
+    runs = ok(client.get("/v1/retrain/runs"))["runs"]
+    assert len(runs) >= 2
+    assert {(r["actor"], r["outcome"], r["reason"]) for r in runs} == {
+        ("schedule", "refused", "schedule: every 0.05 s")
+    }

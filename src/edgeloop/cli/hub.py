@@ -59,6 +59,15 @@ def serve(
             "measurements from nodes judge it as they arrive too.",
         ),
     ] = 10.0,
+    retrain_every_s: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Retrain from the nodes' curated samples this often (0: only by hand or "
+            "on drift); each run evaluates, registers and starts a canary, or says why not "
+            "(edgeloop models runs).",
+        ),
+    ] = 0.0,
     max_pending: Annotated[
         int,
         typer.Option(
@@ -106,6 +115,11 @@ def serve(
     from edgeloop.hub.rollout_ticker import RolloutTicker
 
     ticker = RolloutTicker(app.state.control, rollout_tick_s).start()
+    scheduler = None
+    if retrain_every_s > 0:
+        from edgeloop.hub.retrain import RetrainScheduler
+
+        scheduler = RetrainScheduler(app.state.retrain, retrain_every_s).start()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end with a clean exit
     # (status 0) instead, so the consumer below disconnects from the broker too.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -113,6 +127,9 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         ticker.stop()
+        if scheduler is not None:
+            scheduler.stop()
+        app.state.retrain.close()
         if consumer is not None:
             consumer.stop()
 

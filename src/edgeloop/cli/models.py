@@ -1,4 +1,5 @@
-"""``edgeloop models``: the hub's model registry (list, show, promote, rollback, diff)."""
+"""``edgeloop models``: the hub's model registry (list, show, promote, rollback, diff) and
+retraining (retrain, runs)."""
 
 from __future__ import annotations
 
@@ -206,3 +207,63 @@ def diff(
 def _short(value: Any, width: int = 60) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@app.command("retrain")
+def retrain(
+    reason: Reason = "by hand",
+    actor: Actor = "operator",
+    since_ns: Annotated[
+        int | None, typer.Option(help="Train on samples from this time (ns) on.")
+    ] = None,
+    hub: Hub = DEFAULT_HUB,
+    as_json: AsJson = False,
+) -> None:
+    """Retrain from the nodes' curated samples: evaluate, register, start a canary (or
+    say why not). Exits 1 when the run registered nothing."""
+    with hub_client(hub) as c:
+        data = c.post("/v1/retrain", {"reason": reason, "actor": actor, "since_ns": since_ns})
+
+    def render(d: dict[str, Any]) -> None:
+        metrics = ", ".join(f"{k}={v:g}" for k, v in sorted(d["metrics"].items()))
+        typer.echo(f"run {d['run']}: {d['outcome']}" + (f" ({d['why']})" if d["why"] else ""))
+        if d["version"]:
+            typer.echo(f"version {d['version']} (parent {d['parent']}), rollout {d['rollout_id']}")
+        if metrics:
+            typer.echo(f"metrics: {metrics}")
+
+    emit(data, as_json, render)
+    if data["version"] is None:
+        raise typer.Exit(1)
+
+
+@app.command("runs")
+def runs(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    hub: Hub = DEFAULT_HUB,
+    as_json: AsJson = False,
+) -> None:
+    """Retraining runs: reason, actor, outcome, version, rollout."""
+    with hub_client(hub) as c:
+        data = c.get("/v1/retrain/runs", limit=limit)
+
+    def render(d: dict[str, Any]) -> None:
+        from rich.table import Table
+
+        t = Table(title=f"retraining runs ({len(d['runs'])})")
+        for col in ("run", "started", "actor", "reason", "outcome", "version", "rollout", "why"):
+            t.add_column(col)
+        for r in d["runs"]:
+            t.add_row(
+                str(r["id"]),
+                when(r["started_ns"]),
+                r["actor"],
+                r["reason"],
+                r["outcome"],
+                r["version"] or "-",
+                str(r["rollout_id"] or "-"),
+                r["detail"].get("why", ""),
+            )
+        _print(t)
+
+    emit(data, as_json, render)
