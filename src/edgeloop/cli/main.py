@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from edgeloop import __version__
-from edgeloop.cli import bench, chaos, demo, evaluate, fleet, hub, models, node, sim
+from edgeloop.cli import (
+    bench,
+    chaos,
+    demo,
+    evaluate,
+    events,
+    fleet,
+    hub,
+    models,
+    node,
+    sim,
+)
 
 app = typer.Typer(
     name="edgeloop",
@@ -22,6 +33,7 @@ app.add_typer(hub.app, name="hub")
 app.add_typer(evaluate.app, name="eval")
 app.add_typer(models.app, name="models")
 app.add_typer(fleet.app, name="fleet")
+app.add_typer(events.app, name="events")
 app.add_typer(sim.app, name="sim")
 
 
