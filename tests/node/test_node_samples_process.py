@@ -5,6 +5,7 @@ gateway stays lean."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -66,6 +67,6 @@ def test_a_gateway_process_uploads_curated_samples(tmp_path: Path) -> None:
         assert len(json.dumps(b, sort_keys=True, separators=(",", ":"))) <= 4096
     # Periods follow each other without a gap or an overlap.
     ends = [(d.body["period_start_ns"], d.body["period_end_ns"]) for d in docs]
-    assert all(a[1] == b[0] for a, b in zip(ends, ends[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ends))
     assert "cryptography" not in set(res["modules"])
     assert res["rss"] < RSS_BOUND_MB, f"gateway peak RSS {res['rss']:.1f} MB"
