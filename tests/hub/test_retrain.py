@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -268,3 +269,17 @@ def test_scheduled_runs_are_recorded(store: HubStore, clock: Clock) -> None:
     assert {(r["actor"], r["outcome"], r["reason"]) for r in runs} == {
         ("schedule", "refused", "schedule: every 0.05 s")
     }
+
+
+def test_a_run_reads_the_newest_documents(store: HubStore, clock: Clock) -> None:
+    client = hub(store, clock, replace(CONFIG, max_documents=4, min_rows=5000))
+    with_champion(client)
+    start = clock()
+    upload_samples(client, clock, FLEET[:4], load=1.4)  # 3 periods of 500 rows per node
+    result = ok(client.post("/v1/retrain", json={"actor": "ann"}), 201)
+    assert result["outcome"] == "refused" and "2000 usable sample rows" in result["why"]
+    data = result["dataset"]
+    # The 4 newest of 12 documents: every node's last period.
+    assert (data["documents"], data["rows"]) == (4, 2000)
+    assert data["source_nodes"] == FLEET[:4]
+    assert data["start_ns"] == start + 2 * 60 * SEC and data["end_ns"] == start + 3 * 60 * SEC

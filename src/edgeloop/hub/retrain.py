@@ -47,7 +47,7 @@ from edgeloop.hub.feedback_tables import retrain_runs
 from edgeloop.hub.labels import LabelStore
 from edgeloop.hub.model_store import control, reading
 from edgeloop.hub.retrain_eval import bar, evaluate, labelled_rows
-from edgeloop.hub.training_set import TrainingSet, build_training_set
+from edgeloop.hub.training_set import TrainingSet, build_training_set, recent_documents
 from edgeloop.node.samples import KIND_SAMPLE
 from edgeloop.rollout import RolloutPolicy
 
@@ -65,7 +65,7 @@ class RetrainConfig:
         window_s: samples of this many seconds back (unless a run names ``since_ns``).
         min_rows: refuse below this many usable rows (the 0.999 quantile needs 1000).
         max_rows: keep the newest rows beyond this.
-        max_documents: sample documents read per run.
+        max_documents: the newest sample documents read per run.
         holdout_fraction: share of rows held back for the evaluation.
         quantile: ``fit_model``'s calibration quantile.
         seed: the split and the fit.
@@ -234,7 +234,7 @@ class RetrainService:
         names, group = cm.input_schema.feature_names, cm.input_schema.group
         now = self.clock()
         since = now - int(cfg.window_s * SEC) if since_ns is None else since_ns
-        docs = self.store.documents(KIND_SAMPLE, None, since, now + 1, cfg.max_documents)
+        docs = recent_documents(self.store, KIND_SAMPLE, since, now + 1, cfg.max_documents)
         ts = build_training_set(docs, names, group, max_rows=cfg.max_rows)
         dataset: dict[str, Any] = {"since_ns": since, "until_ns": now, **ts.describe()}
         n = ts.rows.shape[0]

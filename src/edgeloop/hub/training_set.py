@@ -1,5 +1,6 @@
 """A training set from the curated samples nodes sent (``sample`` documents).
 
+:func:`recent_documents` reads the newest documents of a time range;
 :func:`build_training_set` takes the stored documents of a time range, keeps those
 whose window group and feature names are the champion's (columns put in the champion's
 order; documents of other models' features are counted, not used), stacks their rows in
@@ -11,15 +12,20 @@ fingerprint wants them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import select
 
 from edgeloop.errors import TelemetryError
+from edgeloop.hub import schema as t
+from edgeloop.hub.model_store import reading
 from edgeloop.hub.records import StoredDocument
+from edgeloop.hub.store import HubStore
 from edgeloop.node.samples import sample_rows
 
 
@@ -56,6 +62,26 @@ class TrainingSet:
             "skipped": dict(self.skipped),
             "truncated_rows": self.truncated_rows,
         }
+
+
+def recent_documents(
+    store: HubStore, kind: str, since_ns: int, until_ns: int, limit: int
+) -> list[StoredDocument]:
+    """The newest ``limit`` documents of ``kind`` with ``since_ns <= t_ns < until_ns``,
+    oldest first (``HubStore.documents`` would give the oldest ``limit``)."""
+    c = t.node_documents.c
+    q = (
+        select(c.node, c.epoch, c.seq, c.kind, c.t_ns, c.body)
+        .where(c.kind == kind, c.t_ns >= since_ns, c.t_ns < until_ns)
+        .order_by(c.t_ns.desc(), c.node.desc(), c.epoch.desc(), c.seq.desc())
+        .limit(limit)
+    )
+    with reading(store) as conn:
+        rows = list(conn.execute(q))
+    return [
+        StoredDocument(r.node, r.epoch, r.seq, r.kind, r.t_ns, json.loads(r.body))
+        for r in reversed(rows)
+    ]
 
 
 def build_training_set(
@@ -113,4 +139,4 @@ def build_training_set(
     )
 
 
-__all__ = ["TrainingSet", "build_training_set"]
+__all__ = ["TrainingSet", "build_training_set", "recent_documents"]
