@@ -75,9 +75,12 @@ def test_json_and_blocks_arrive_bad_payloads_are_counted(
     mqtt_broker: Broker, probe: MqttProbe, prefix: str
 ) -> None:
     async def go() -> tuple[Frame, MqttSource, list[RejectRecord]]:
-        src, rejects = source(mqtt_broker.host, mqtt_broker.port, prefix, f"c-{uuid.uuid4()}")
+        src, rejects = source(
+            mqtt_broker.host, mqtt_broker.port, prefix, f"c-{uuid.uuid4()}", max_payload_bytes=1000
+        )
         assert await src.wait_subscribed(10)
         it = src.__aiter__()
+        probe.publish(f"{prefix}/m1.vib", block(9, n=300))  # 1,228 bytes: over the limit
         probe.publish(f"{prefix}/m1.temp", b"\x00garbage")
         probe.publish(f"{prefix}/m1.vib", block(3)[:-3])  # truncated
         for i in range(3):
@@ -99,11 +102,12 @@ def test_json_and_blocks_arrive_bad_payloads_are_counted(
     assert got == [
         ("block.values", RejectReason.TRUNCATED),
         ("payload", RejectReason.MALFORMED),
+        ("payload", RejectReason.OVERSIZED),
         ("records[1].value", RejectReason.WRONG_TYPE),
     ]
     assert all(r.field.startswith(prefix) for r in rejects)  # the topic is named
     st = src.status()
-    assert (st["messages"], st["samples"], st["rejected_messages"]) == (6, 301, 3)
+    assert (st["messages"], st["samples"], st["rejected_messages"]) == (7, 301, 4)
 
 
 def test_unacknowledged_messages_come_back_after_a_crash_acknowledged_ones_do_not(

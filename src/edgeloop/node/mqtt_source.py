@@ -8,8 +8,8 @@ counted by the core (its reject counters travel upstream), valid samples beside 
 
 Delivery (QoS 1, the default):
 
-* paho's network thread decodes a message and puts it on a bounded queue; the node
-  loop merges what is queued into one frame (at most ``max_frame_rows`` samples).
+* paho's network thread puts each message on a bounded queue; the node loop decodes
+  what is queued and merges it into one frame (about ``max_frame_rows`` samples at most).
 * The PUBACK is **manual**: a message is acknowledged only after its frame went through
   the node core (``NodeCore.process``) *and* the outbox append of what that produced
   has returned, i.e. when the source is asked for its next frame. A message that a
@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 
+from edgeloop.errors import RejectReason
 from edgeloop.node.sensor_payload import PayloadDecoder
 from edgeloop.telemetry.frame import Frame, SensorCatalog
 from edgeloop.telemetry.validate import MAX_PAYLOAD_BYTES, RejectRecord
@@ -67,8 +68,9 @@ class _Message:
     mid: int
     qos: int
     dup: bool
-    frame: Frame
-    rejects: list[RejectRecord]
+    topic: str
+    payload: bytes  # empty when over max_payload_bytes (not kept)
+    size: int
 
 
 class MqttSource:
@@ -120,6 +122,7 @@ class MqttSource:
         self._keepalive = keepalive_s
         self._receive_maximum = receive_maximum
         self._max_rows = max_frame_rows
+        self._max_payload = max_payload_bytes
         self._reconnect = (reconnect_min_s, reconnect_max_s)
         self._on_reject = on_reject
         self._decoder = PayloadDecoder(
@@ -134,6 +137,7 @@ class MqttSource:
         self._high = np.full(len(catalog), _NEVER, dtype=np.int64)
         self._gen = 0
         self._closing = False
+        self._sleeping = False  # the loop waits for paho's thread to wake it
         # Counters (read by status()).
         self.connected = False
         self.connects = 0
@@ -258,11 +262,15 @@ class MqttSource:
             self._ack_handed()
             batch = self._take()
             if not batch:
+                # Tell paho's thread to wake us (it does not for every message: a wake-up
+                # per message costs a system call on both sides), then look once more.
                 self._wake.clear()
+                self._sleeping = True
                 batch = self._take()
                 if not batch:
                     await self._wake.wait()
                     continue
+                self._sleeping = False
             frame = self._merge(batch)
             self._handed.extend(batch)
             if len(frame):
@@ -277,7 +285,7 @@ class MqttSource:
             except queue.Empty:
                 break
             out.append(msg)
-            rows += len(msg.frame)
+            rows += len(msg.payload) // 4  # a block's values; JSON holds fewer
         return out
 
     def _merge(self, batch: list[_Message]) -> Frame:
@@ -285,22 +293,37 @@ class MqttSource:
         dropped, the per-sensor high-water marks advanced."""
         parts: list[Frame] = []
         for msg in batch:
-            if msg.rejects:
+            if msg.size > self._max_payload:
+                frame, rejects = Frame.empty(), [self._oversized(msg)]
+            else:
+                frame, rejects = self._decoder.decode(msg.topic, msg.payload)
+            if rejects:
                 self.rejected_messages += 1
                 if self._on_reject is not None:
-                    self._on_reject(msg.rejects)
-            frame = msg.frame
+                    self._on_reject(rejects)
             if not len(frame):
                 continue
             if msg.dup:  # maybe handed over before the connection was lost
                 fresh = frame.ts > self._high[frame.sensor]
                 self.redelivered_samples += int(len(frame) - np.count_nonzero(fresh))
                 frame = frame.take(fresh)
-            np.maximum.at(self._high, frame.sensor, frame.ts)
             self.samples += len(frame)
             parts.append(frame)
         merged = Frame.concat(parts)
-        return merged if merged.is_sorted() else merged.sorted()
+        if not merged.is_sorted():
+            merged = merged.sorted()
+        if len(merged):  # grouped by sensor, time ascending: each group ends on its newest
+            ends = np.append(np.flatnonzero(np.diff(merged.sensor)), len(merged) - 1)
+            sensors = merged.sensor[ends]
+            self._high[sensors] = np.maximum(self._high[sensors], merged.ts[ends])
+        return merged
+
+    def _oversized(self, msg: _Message) -> RejectRecord:
+        return RejectRecord(
+            RejectReason.OVERSIZED,
+            f"{msg.topic} payload",
+            f"{msg.size} bytes > limit {self._max_payload}",
+        )
 
     def _ack_handed(self) -> None:
         client, handed, self._handed = self._client, self._handed, []
@@ -319,8 +342,11 @@ class MqttSource:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = "<topic not UTF-8>"
-        frame, rejects = self._decoder.decode(topic, bytes(msg.payload))
-        item = _Message(self._gen, msg.mid, msg.qos, bool(msg.dup), frame, rejects)
+        size = len(msg.payload)
+        # Decoded in the loop, not here: paho's thread then reads the socket sooner
+        # (benchmarks/mqtt_source.py). An oversized payload is not kept, only its size.
+        payload = bytes(msg.payload) if size <= self._max_payload else b""
+        item = _Message(self._gen, msg.mid, msg.qos, bool(msg.dup), topic, payload, size)
         self.messages += 1
         if msg.qos == 0:
             try:
@@ -337,7 +363,8 @@ class MqttSource:
                     break
                 except queue.Full:
                     continue
-        if self._loop is not None and self._wake is not None:
+        if self._sleeping and self._loop is not None and self._wake is not None:
+            self._sleeping = False
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _on_connect(
