@@ -46,60 +46,15 @@ from edgeloop.hub.control import ControlPlane
 from edgeloop.hub.feedback_tables import retrain_runs
 from edgeloop.hub.labels import LabelStore
 from edgeloop.hub.model_store import control, reading
+from edgeloop.hub.retrain_config import RetrainConfig, retrain_config
 from edgeloop.hub.retrain_eval import bar, evaluate, labelled_rows
 from edgeloop.hub.training_set import TrainingSet, build_training_set, recent_documents
 from edgeloop.node.samples import KIND_SAMPLE
-from edgeloop.rollout import RolloutPolicy
 
 log = logging.getLogger("edgeloop.hub.retrain")
 
 SEC = 1_000_000_000
 OUTCOMES = ("running", "rolled_out", "registered", "refused", "failed")
-
-
-@dataclass(frozen=True, slots=True)
-class RetrainConfig:
-    """How runs build, judge and roll out a model (defaults are a starting point).
-
-    Attributes:
-        window_s: samples of this many seconds back (unless a run names ``since_ns``).
-        min_rows: refuse below this many usable rows (the 0.999 quantile needs 1000).
-        max_rows: keep the newest rows beyond this.
-        max_documents: the newest sample documents read per run.
-        holdout_fraction: share of rows held back for the evaluation.
-        quantile: ``fit_model``'s calibration quantile.
-        seed: the split and the fit.
-        params: extra ``fit_model`` parameters (``variance``, ``n_estimators``, ...).
-        max_holdout_alert_rate, min_true_alarm_recall, min_false_alarm_cleared: the bar.
-        policy: the canary rollout started for a registered version.
-        start_rollout: ``False`` registers without rolling out.
-        stale_s: a run still marked running after this long is taken as dead.
-        version_prefix: versions are named ``<prefix><run id>-<UTC time>``.
-    """
-
-    window_s: float = 24 * 3600.0
-    min_rows: int = 1000
-    max_rows: int = 200_000
-    max_documents: int = 100_000
-    holdout_fraction: float = 0.2
-    quantile: float = 0.999
-    seed: int = 0
-    params: Mapping[str, Any] = field(default_factory=dict)
-    max_holdout_alert_rate: float = 0.01
-    min_true_alarm_recall: float = 1.0
-    min_false_alarm_cleared: float = 0.5
-    policy: RolloutPolicy = field(default_factory=RolloutPolicy)
-    start_rollout: bool = True
-    stale_s: float = 3600.0
-    version_prefix: str = "rt"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.holdout_fraction < 1:
-            raise ValueError(
-                f"retrain.holdout_fraction: must be in (0, 1), got {self.holdout_fraction}"
-            )
-        if self.window_s <= 0 or self.min_rows < 1 or self.max_rows < self.min_rows:
-            raise ValueError("retrain: window_s > 0 and 1 <= min_rows <= max_rows required")
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,4 +354,5 @@ __all__ = [
     "RetrainResult",
     "RetrainScheduler",
     "RetrainService",
+    "retrain_config",
 ]

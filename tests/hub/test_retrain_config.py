@@ -1,0 +1,50 @@
+"""``retrain_config``: a RetrainConfig from JSON, every bad field named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edgeloop.errors import ConfigError
+from edgeloop.hub.retrain import RetrainConfig, retrain_config
+
+
+def test_fields_and_the_rollout_policy_are_read() -> None:
+    cfg = retrain_config(
+        {
+            "window_s": 600,
+            "min_rows": 500,
+            "max_holdout_alert_rate": 0.05,
+            "start_rollout": False,
+            "params": {"variance": 0.9},
+            "policy": {
+                "canary_fraction": 0.3,
+                "steps": [0.6],
+                "shadow_fraction": 0.0,
+                "evidence": {"min_windows": 60},
+                "gates": {"max_score_shift": None},
+            },
+        }
+    )
+    assert (cfg.window_s, cfg.min_rows, cfg.start_rollout) == (600, 500, False)
+    assert cfg.policy.canary_fraction == 0.3 and cfg.policy.steps == (0.6,)
+    assert cfg.policy.evidence.min_windows == 60 and cfg.policy.gates.max_score_shift is None
+    assert retrain_config({}) == RetrainConfig()
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"min_row": 5}, "min_row"),
+        ({"min_rows": "many"}, "min_rows"),
+        ({"start_rollout": 1}, "start_rollout"),
+        ({"min_rows": True}, "min_rows"),
+        ({"holdout_fraction": 1.5}, "holdout_fraction"),
+        ({"policy": {"canary_fraction": 2}}, "canary_fraction"),
+        ({"policy": {"gates": {"min_agree": 0.5}}}, "min_agree"),
+    ],
+)
+def test_bad_fields_are_named(data: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        retrain_config(data)
