@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from edgeloop.cli.main import app
 from edgeloop.errors import ConfigError
 from edgeloop.hub.retrain import RetrainConfig, retrain_config
 
@@ -48,3 +52,17 @@ def test_fields_and_the_rollout_policy_are_read() -> None:
 def test_bad_fields_are_named(data: dict[str, Any], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         retrain_config(data)
+
+
+def test_hub_serve_refuses_a_bad_retrain_config(tmp_path: Path) -> None:
+    bad = tmp_path / "retrain.json"
+    bad.write_text(json.dumps({"min_rows": 10, "policy": {"canary_fraction": 1.5}}))
+    db = f"sqlite:///{tmp_path / 'hub.db'}"
+    result = CliRunner().invoke(app, ["hub", "serve", "--db", db, "--retrain-config", str(bad)])
+    assert result.exit_code == 2
+    assert "canary_fraction" in result.output and "--retrain-config" in result.output
+    assert not (tmp_path / "hub.db").exists()  # refused before the store was opened
+    missing = CliRunner().invoke(
+        app, ["hub", "serve", "--db", db, "--retrain-config", str(tmp_path / "none.json")]
+    )
+    assert missing.exit_code == 2 and "none.json" in missing.output

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from edgeloop.hub.retrain_config import RetrainConfig
     from edgeloop.hub.store import HubStore
     from edgeloop.security import PrivateKey
 
@@ -68,6 +69,14 @@ def serve(
             "(edgeloop models runs).",
         ),
     ] = 0.0,
+    retrain_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Retraining settings as JSON: window_s, min_rows, holdout_fraction, "
+            "max_holdout_alert_rate, min_true_alarm_recall, min_false_alarm_cleared, policy "
+            "(as POST /v1/rollouts takes it), ... (docs/learning-loop.md).",
+        ),
+    ] = None,
     max_pending: Annotated[
         int,
         typer.Option(
@@ -89,9 +98,10 @@ def serve(
     from edgeloop.hub.app import create_app
 
     broker = _broker(mqtt) if mqtt is not None else None
+    retraining = _retrain_config(retrain_config) if retrain_config is not None else None
     signing_key = _signing_key(data_dir, key)
     store = _open(db)
-    app = create_app(store, signing_key=signing_key)
+    app = create_app(store, signing_key=signing_key, retrain_config=retraining)
     consumer = None
     if broker is not None:
         from edgeloop.errors import ConfigError, TransportError
@@ -163,6 +173,24 @@ def migrate(
         return
     how = " (stamped as the baseline: made before migrations)" if up.stamped else ""
     typer.echo(f"{shown}: {up.before or 'none'} -> {up.after}{how}")
+
+
+def _retrain_config(path: Path) -> RetrainConfig:
+    """``--retrain-config``: a JSON object, or a usage error naming the file and field."""
+    import json
+
+    from edgeloop.errors import ConfigError
+    from edgeloop.hub.retrain_config import retrain_config
+
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ConfigError("retrain: expected a JSON object")
+        return retrain_config(data)
+    except OSError as exc:
+        raise typer.BadParameter(f"{path}: {exc.strerror}", param_hint="--retrain-config") from None
+    except (ValueError, ConfigError) as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="--retrain-config") from None
 
 
 def _signing_key(data_dir: Path, key: Path | None) -> PrivateKey:
