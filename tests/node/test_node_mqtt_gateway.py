@@ -91,6 +91,7 @@ def test_gateway_fed_over_mqtt_loses_nothing_across_a_restart(
             pub.run(1.0)
             gw.join(120)
             totals = httpx.get(f"{hub.url}/v1/stats").json()
+            upstream = httpx.get(f"{hub.url}/v1/nodes/gw1").json()["status"]
         rows = store.summaries("gw1", limit=100_000)
     finally:
         pub.close()
@@ -121,6 +122,9 @@ def test_gateway_fed_over_mqtt_loses_nothing_across_a_restart(
     assert src1["rejected_messages"] == 3 and src1["connected"] is False  # closed at the end
     src2 = next(iter(s2["sources"].values()))
     assert src2["session_resumed"] == 1 and src2["redelivered_samples"] == 0
+    # The source's connection state travels upstream with the node's status.
+    up = next(iter(upstream["sources"].values()))
+    assert up["session_resumed"] == 1 and up["messages"] > 0
     # The gateway fed over MQTT stays a gateway: no validation stack, within its bound.
     # (paho-mqtt imports urllib.request, hence http.client and email: the price of the
     # MQTT client, ~1 MB; the HTTP-only gateway of test_node_footprint does without.)
