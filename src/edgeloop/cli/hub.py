@@ -69,6 +69,35 @@ def serve(
             "(edgeloop models runs).",
         ),
     ] = 0.0,
+    drift_period_s: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Judge drift per period of this length (nodes send a sketch per "
+            "models.measure_every_s: give them the same).",
+        ),
+    ] = 60.0,
+    drift_tick_s: Annotated[
+        float, typer.Option(min=0.1, help="Judge the drift periods that are due this often.")
+    ] = 10.0,
+    drift_metric: Annotated[
+        str, typer.Option(help="Drift statistic per feature: psi, ks or w1.")
+    ] = "psi",
+    drift_threshold: Annotated[
+        float, typer.Option(help="A feature drifts when its statistic is above this.")
+    ] = 0.25,
+    drift_min_samples: Annotated[
+        int, typer.Option(min=1, help="Windows a feature needs in a period to be judged.")
+    ] = 200,
+    drift_persistence: Annotated[
+        int, typer.Option(min=1, help="Consecutive drifted periods that trigger retraining.")
+    ] = 3,
+    drift_cooldown: Annotated[
+        int, typer.Option(min=0, help="Periods after a trigger without another one.")
+    ] = 0,
+    drift_trigger_on: Annotated[
+        str, typer.Option(help="Trigger on the merged 'fleet' drifting, or on any 'node'.")
+    ] = "fleet",
     retrain_config: Annotated[
         Path | None,
         typer.Option(
@@ -101,7 +130,27 @@ def serve(
     retraining = _retrain_config(retrain_config) if retrain_config is not None else None
     signing_key = _signing_key(data_dir, key)
     store = _open(db)
-    app = create_app(store, signing_key=signing_key, retrain_config=retraining)
+    from edgeloop.drift import DriftConfig
+    from edgeloop.errors import ConfigError as _ConfigError
+
+    try:
+        drift_config = DriftConfig(
+            metric=drift_metric,  # type: ignore[arg-type]
+            threshold=drift_threshold,
+            min_samples=drift_min_samples,
+            persistence=drift_persistence,
+            cooldown=drift_cooldown,
+            trigger_on=drift_trigger_on,  # type: ignore[arg-type]
+        )
+    except _ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    app = create_app(
+        store,
+        signing_key=signing_key,
+        drift_config=drift_config,
+        drift_period_s=drift_period_s,
+        retrain_config=retraining,
+    )
     consumer = None
     if broker is not None:
         from edgeloop.errors import ConfigError, TransportError
@@ -125,6 +174,9 @@ def serve(
     from edgeloop.hub.rollout_ticker import RolloutTicker
 
     ticker = RolloutTicker(app.state.control, rollout_tick_s).start()
+    from edgeloop.hub.drift_service import DriftTicker
+
+    drift_ticker = DriftTicker(app.state.drift, drift_tick_s).start()
     scheduler = None
     if retrain_every_s > 0:
         from edgeloop.hub.retrain import RetrainScheduler
@@ -137,6 +189,7 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         ticker.stop()
+        drift_ticker.stop()
         if scheduler is not None:
             scheduler.stop()
         app.state.retrain.close()

@@ -9,6 +9,7 @@ from edgeloop.cli import (
     bench,
     chaos,
     demo,
+    drift,
     evaluate,
     events,
     fleet,
@@ -35,6 +36,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(events.app, name="events")
 app.add_typer(sim.app, name="sim")
+app.add_typer(drift.app, name="drift")
 
 
 @app.command("version")

@@ -32,9 +32,12 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from edgeloop.drift import DriftConfig
 from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.hub.control import ControlPlane
 from edgeloop.hub.documents import DOCUMENT_DECODERS, Document
+from edgeloop.hub.drift_api import drift_router
+from edgeloop.hub.drift_service import DriftService, registry_references
 from edgeloop.hub.feedback_api import feedback_router
 from edgeloop.hub.fleet_api import fleet_router
 from edgeloop.hub.labels import LabelStore
@@ -313,6 +316,8 @@ def create_app(
     clock: Callable[[], int] = time.time_ns,
     max_body_bytes: int = MAX_BODY_BYTES,
     signing_key: PrivateKey | None = None,
+    drift_config: DriftConfig | None = None,
+    drift_period_s: float = 60.0,
     retrain_config: RetrainConfig | None = None,
 ) -> FastAPI:
     """The hub's FastAPI app over ``store`` (tables must exist: ``store.create_all()``).
@@ -338,6 +343,18 @@ def create_app(
     service.observe("measurement", plane.observe_documents)
     app.include_router(models_router(plane))
     app.include_router(fleet_router(plane))
+    # Drift monitoring (edgeloop.hub.drift_service): sketches judged per period.
+    drift = DriftService(
+        store,
+        registry_references(plane.registry),
+        drift_config,
+        period_s=drift_period_s,
+        clock=clock,
+        registry=service.metrics.registry,
+    )
+    app.state.drift = drift
+    service.observe("sketch", drift.observe_documents)
+    app.include_router(drift_router(drift))
     # Feedback and retraining (edgeloop.hub.retrain): labels, runs, POST /v1/retrain.
     retrain = RetrainService(plane, retrain_config)
     app.state.retrain = retrain

@@ -126,8 +126,23 @@ def _sample(payload: bytes) -> Document:
     return Document(KIND_SAMPLE, t_ns, doc)
 
 
+def _sketch(payload: bytes) -> Document:
+    from edgeloop.drift.document import KIND_SKETCH, SKETCH_SCHEMA, parse_sketch_document
+    from edgeloop.drift.sketch import SketchError
+
+    doc = json_object(KIND_SKETCH, payload, SKETCH_SCHEMA)
+    t_ns = time_field(KIND_SKETCH, doc, "period_end_ns")
+    try:  # shapes and types; the edges are checked against the model's reference when judged
+        parse_sketch_document(doc)
+    except SketchError as exc:
+        field, _, detail = str(exc).partition(": ")
+        raise TelemetryError(field, RejectReason.MALFORMED, detail) from None
+    return Document(KIND_SKETCH, t_ns, doc)
+
+
 DOCUMENT_DECODERS: dict[str, DocumentDecoder] = {
     "measurement": _measurement,
+    "sketch": _sketch,
     "sample": _sample,
 }
 """Decoder of each document kind. A new kind adds its decoder here (and a service that

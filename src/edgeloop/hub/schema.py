@@ -385,5 +385,6 @@ __all__ = [
 # The control plane's tables (model registry, artifacts, desired and actual state) are
 # declared in their own module on this ``Base``; importing it here makes ``metadata``
 # hold every hub table.
+from edgeloop.hub import drift_tables as _drift_tables  # noqa: E402, F401
 from edgeloop.hub import feedback_tables as _feedback_tables  # noqa: E402, F401
 from edgeloop.hub import model_tables as _model_tables  # noqa: E402, F401

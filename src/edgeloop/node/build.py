@@ -24,6 +24,7 @@ from edgeloop.telemetry.frame import SensorCatalog
 from edgeloop.transport.base import Transport
 
 if TYPE_CHECKING:  # validating a spec is a launcher's job (pydantic): imported on use
+    from edgeloop.node.drift_sketches import SketchCollector
     from edgeloop.node.reconcile import Reconciler
     from edgeloop.node.samples import SampleCollector
     from edgeloop.pipeline.spec import PipelineSpec
@@ -103,6 +104,29 @@ def build_transport(config: NodeConfig) -> Transport | None:
     raise ConfigError("uplink.kind 'inproc' needs a receiver object; build InProcTransport in code")
 
 
+def add_score_sink(core: NodeCore, sink: Callable[[Features, Scores], None]) -> None:
+    """Feed ``core``'s scored blocks (features, combined scores) to ``sink`` too."""
+    before = core.score_sink
+    if before is None:
+        core.score_sink = sink
+        return
+
+    def both(feats: Features, scores: Scores) -> None:
+        before(feats, scores)
+        sink(feats, scores)
+
+    core.score_sink = both
+
+
+def attach_sketches(config: NodeConfig, core: NodeCore) -> SketchCollector:
+    """Drift sketches (:mod:`edgeloop.node.drift_sketches`) of the blocks ``core`` scores."""
+    from edgeloop.node.drift_sketches import SketchCollector
+
+    collector = SketchCollector(config.node_id)
+    add_score_sink(core, collector)
+    return collector
+
+
 def build_reconciler(
     config: NodeConfig,
     pipeline: Pipeline,
@@ -141,6 +165,7 @@ def build_reconciler(
         retry_min_s=m.retry_min_s,
         retry_max_s=m.retry_max_s,
         fleet_group=m.fleet_group,
+        sketches=attach_sketches(config, core) if core is not None else None,
         samples=attach_samples(config, core) if m.samples and core else None,
     )
 

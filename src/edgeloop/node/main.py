@@ -208,6 +208,7 @@ async def run_node(
             await t
     if reconciler is not None:  # the shadow's last, partial measurement period
         await reconciler.close_period()
+        await reconciler.close_sketches()
     await runtime.flush()
     for mqtt_src in mqtt_sources:  # everything the core took is in the outbox: PUBACK it
         await mqtt_src.close()

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from edgeloop.desired.documents import DesiredState, pipeline_digest
+from edgeloop.desired.documents import DesiredState, ModelSlot, pipeline_digest
 from edgeloop.desired.ranges import add_range
 from edgeloop.desired.reconciler import (
     ActualState,
@@ -52,6 +52,7 @@ from edgeloop.desired.reconciler import (
     reconcile,
 )
 from edgeloop.errors import ConfigError, EdgeloopError, ModelError
+from edgeloop.node.drift_sketches import SketchCollector, read_reference
 from edgeloop.node.fetch import ControlClient, PartialBody
 from edgeloop.node.model_store import ModelStore, slot_to_dict
 from edgeloop.node.model_switch import Loaded, ModelSwitch
@@ -98,6 +99,8 @@ class Reconciler:
         every_s, retry_min_s, retry_max_s: round cadence and back-off bounds.
         paths: the hub's endpoints.
         fleet_group: the node group named in reports (a node not yet in the fleet joins it).
+        sketches: drift sketches of the acting model's features, one entry per period
+            (``edgeloop.node.drift_sketches``).
         samples: collects curated normal windows; sent with each measurement period.
     """
 
@@ -119,6 +122,7 @@ class Reconciler:
         retry_max_s: float = 30.0,
         paths: HubPaths = HubPaths(),
         fleet_group: str | None = None,
+        sketches: SketchCollector | None = None,
         samples: SampleCollector | None = None,
     ) -> None:
         self.node = node
@@ -136,6 +140,7 @@ class Reconciler:
         self.retry_max_s = retry_max_s
         self.paths = paths
         self.fleet_group = fleet_group
+        self.sketches = sketches
         self.samples = samples
         self.actual = ActualState(node)
         self.desired: DesiredState | None = None
@@ -178,6 +183,7 @@ class Reconciler:
             await self._save()
             return
         await self._emit(self.switch.apply(loaded, self.clock()))
+        await self._sketch_for(loaded.act[0], loaded.group)
         self._sample_for(loaded)
 
     # -- the loop --------------------------------------------------------------------------
@@ -408,6 +414,7 @@ class Reconciler:
         )
         await asyncio.to_thread(self.store.save_pointer, new)
         entry = self.switch.apply(loaded, self.clock())
+        await self._sketch_for(loaded.act[0], loaded.group)
         self._sample_for(loaded)
         if action.pipeline_digest != self.actual.pipeline_digest:
             self._apply_pipeline(action.pipeline_digest)
@@ -447,8 +454,24 @@ class Reconciler:
     async def measure_loop(self, period_s: float) -> None:
         """Close a shadow measurement period every ``period_s`` and store it upstream."""
         while True:
-            await asyncio.sleep(period_s)
+            # Periods end on multiples of period_s of the node's clock, so a hub judging
+            # periods of that length finds one drift sketch per node in each.
+            await asyncio.sleep(period_s - (self.clock() / 1e9) % period_s)
             await self.close_period()
+            await self.close_sketches()
+
+    async def close_sketches(self) -> None:
+        """Close the drift sketches' period now and store its entry (if it saw windows)."""
+        if self.sketches is not None:
+            await self._emit(self.sketches.take(self.clock()))
+
+    async def _sketch_for(self, act: ModelSlot, group: str) -> None:
+        """Drift sketches follow the acting model, on its reference's edges (from the
+        manifest the node verified); the previous model's last period is sent."""
+        if self.sketches is None:
+            return
+        ref = await asyncio.to_thread(read_reference, self.store.manifest_path(act.artifact))
+        await self._emit(self.sketches.begin(act.version, group, ref, self.clock()))
 
     async def close_period(self) -> None:
         """Close the shadow's measurement period now and store it (if it saw windows),

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edgeloop.errors import ConfigError
-from edgeloop.sim.config import FactoryConfig
+from edgeloop.sim.config import FactoryConfig, LoadProfile
 from edgeloop.sim.factory import FactorySim
 from edgeloop.sim.faults import FaultSpec
 
@@ -20,11 +20,15 @@ def resolve_floor(factory: Mapping[str, Any], where: str = "sources.factory") ->
 
     Args:
         factory: either ``{"generate": {"n_machines": 6, "gateway": "gw1", "seed": 0}}``
-            or a full :class:`FactoryConfig` mapping.
+            (optionally with ``"load"``: a :class:`LoadProfile` mapping for every machine,
+            e.g. ``{"regimes": [[0, 0.7], [60, 1.3]]}``: the plant changes its load regime
+            60 s after the start) or a full :class:`FactoryConfig` mapping.
         where: the config path, for messages.
     """
     if "generate" in factory:
         gen = dict(factory["generate"])
+        if isinstance(gen.get("load"), Mapping):  # a load profile: e.g. a regime change
+            gen["load"] = LoadProfile.parse(gen["load"], where=f"{where}.generate.load")
         try:
             return FactoryConfig.generate(**gen)
         except TypeError as exc:

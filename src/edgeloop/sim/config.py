@@ -50,6 +50,11 @@ class LoadProfile:
     regime_span: Annotated[float, Ge(0.0), Le(1.0)] = 0.01
     ramp_s: Annotated[float, Gt(0.0)] = 5.0
 
+    @classmethod
+    def parse(cls, data: Any, where: str = "load") -> LoadProfile:
+        """Validate a mapping (e.g. from YAML); problems raise ConfigError naming each field."""
+        return validate(cls, data, where)
+
     def __post_init__(self) -> None:
         _min_max("wander_period_s", self.wander_period_s)
         _min_max("regime_every_s", self.regime_every_s)
