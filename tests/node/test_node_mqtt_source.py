@@ -202,3 +202,36 @@ def test_flow_control_bounds_what_waits_in_the_node(
     assert waiting == 4  # Receive Maximum honoured by the broker
     assert frame.value.tolist() == list(range(4000))  # then everything, in order
     assert st["messages"] == 40
+
+
+def test_qos0_beyond_the_queue_bound_is_dropped_and_counted(
+    mqtt_broker: Broker, probe: MqttProbe, prefix: str
+) -> None:
+    from edgeloop.node.mqtt_source import QOS0_SLACK
+
+    bound = 1 + QOS0_SLACK  # receive_maximum + the room for QoS 0
+
+    async def go() -> tuple[Frame, dict[str, Any]]:
+        src, _ = source(
+            mqtt_broker.host,
+            mqtt_broker.port,
+            prefix,
+            f"c-{uuid.uuid4()}",
+            qos=0,
+            receive_maximum=1,
+        )
+        assert await src.wait_subscribed(10)
+        for i in range(bound + 100):
+            probe.client.publish(f"{prefix}/m1.vib", block(i, n=1), qos=0)
+        deadline = time.monotonic() + 10
+        while src.status()["messages"] < bound + 100 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # the node does not consume meanwhile
+        frame = await take(src.__aiter__(), bound)
+        await src.close()
+        return frame, src.status()
+
+    frame, st = asyncio.run(go())
+    assert st["messages"] == bound + 100
+    assert st["dropped_qos0"] == 100
+    assert frame.value.tolist() == list(range(bound))  # the first ones, in order
+    assert st["acked"] == 0  # nothing to acknowledge at QoS 0
