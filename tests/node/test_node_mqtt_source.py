@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from edgeloop.node.sensor_payload import encode_block
 from edgeloop.sim.netproxy import NetProxy
 from edgeloop.telemetry.frame import Frame, SensorCatalog, SensorSpec
 from edgeloop.telemetry.validate import RejectRecord
-from services import MqttProbe
+from services import INSTALL_HINT, Mosquitto, MqttProbe, mosquitto_binary
 
 CAT = SensorCatalog.of([SensorSpec("m1.vib", "m1"), SensorSpec("m1.temp", "m1")])
 T0 = 1_764_230_400_000_000_000
@@ -235,3 +236,30 @@ def test_qos0_beyond_the_queue_bound_is_dropped_and_counted(
     assert st["dropped_qos0"] == 100
     assert frame.value.tolist() == list(range(bound))  # the first ones, in order
     assert st["acked"] == 0  # nothing to acknowledge at QoS 0
+
+
+def test_a_node_started_before_its_broker_connects_when_the_broker_comes(tmp_path: Path) -> None:
+    binary = mosquitto_binary()
+    if binary is None:
+        pytest.fail(INSTALL_HINT + " (this test starts a broker late: it needs the binary)")
+    broker = Mosquitto(binary, tmp_path / "late")  # its port is chosen, nothing listens yet
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any], Frame]:
+        src, _ = source(broker.host, broker.port, "edgeloop/late/gw1/sensors", "c-late")
+        assert not await src.wait_subscribed(0.5)
+        before = src.status()
+        await asyncio.to_thread(broker.start)
+        assert await src.wait_subscribed(10)  # paho kept retrying with back-off
+        probe = MqttProbe(broker.host, broker.port)
+        probe.publish("edgeloop/late/gw1/sensors/m1.vib", block(0))
+        frame = await take(src.__aiter__(), 100)
+        probe.close()
+        await src.close()
+        return before, src.status(), frame
+
+    try:
+        before, after, frame = asyncio.run(go())
+    finally:
+        broker.stop()
+    assert before["connected"] is False and "cannot connect" in before["last_error"]
+    assert after["connects"] == 1 and len(frame) == 100
