@@ -23,7 +23,8 @@ import yaml
 
 from edgeloop.drift import DriftConfig, RetrainTrigger
 from edgeloop.hub.app import create_app
-from edgeloop.hub.drift_service import DriftService, DriftTicker
+from edgeloop.hub.drift_service import DriftService
+from edgeloop.hub.drift_ticker import DriftTicker
 from edgeloop.hub.keys import hub_key
 from edgeloop.hub.server import BackgroundServer
 from edgeloop.hub.store import HubStore

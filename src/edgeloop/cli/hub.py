@@ -174,7 +174,7 @@ def serve(
     from edgeloop.hub.rollout_ticker import RolloutTicker
 
     ticker = RolloutTicker(app.state.control, rollout_tick_s).start()
-    from edgeloop.hub.drift_service import DriftTicker
+    from edgeloop.hub.drift_ticker import DriftTicker
 
     drift_ticker = DriftTicker(app.state.drift, drift_tick_s).start()
     scheduler = None

@@ -6,7 +6,7 @@ stores them in ``node_documents``; this service judges them by *hub period*: a s
 belongs to the period that holds its midpoint (gateways close their periods on multiples
 of their period, so with the same period each node's sketch falls in one hub period; a
 shorter partial period, at a model swap or a shutdown, joins the one it lies in). A period is judged once ``grace_s`` has passed after its end, on a timer
-(:class:`DriftTicker`, ``hub serve --drift-tick-s``), when sketches arrive, or by hand
+(:class:`~edgeloop.hub.drift_ticker.DriftTicker`, ``hub serve --drift-tick-s``), when sketches arrive, or by hand
 (``POST /v1/drift/judge``):
 
 1. read the period's sketches back from ``node_documents``; refuse (count, log, name
@@ -33,12 +33,9 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
-import numpy as np
-from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client import Counter as PromCounter
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, insert, select, update
 
 from edgeloop.drift import (
@@ -58,6 +55,13 @@ from edgeloop.errors import ConfigError, EdgeloopError
 from edgeloop.hub import drift_tables as dt
 from edgeloop.hub import queries
 from edgeloop.hub.documents import Document
+from edgeloop.hub.drift_records import (
+    DriftMetrics,
+    assessment_rows,
+    state_to_json,
+    states_from_json,
+    trigger_of,
+)
 from edgeloop.hub.model_store import control, reading
 from edgeloop.hub.store import HubStore
 
@@ -78,39 +82,6 @@ class Judged:
     version: str
     assessment: DriftAssessment
     triggers: tuple[RetrainTrigger, ...]
-
-
-class DriftMetrics:
-    """Prometheus instruments of the drift service (registered on ``registry``)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.value = Gauge(
-            "edgeloop_hub_drift",
-            "Fleet-wide drift of each feature in the last judged period (configured metric).",
-            ["version", "feature"],
-            registry=registry,
-        )
-        self.drifted = Gauge(
-            "edgeloop_hub_drift_drifted_features",
-            "Features that drifted in the last judged period, per scope (node or *).",
-            ["version", "scope"],
-            registry=registry,
-        )
-        self.streak = Gauge(
-            "edgeloop_hub_drift_streak",
-            "Consecutive drifted periods, per scope (node or *).",
-            ["version", "scope"],
-            registry=registry,
-        )
-        self.sketches = PromCounter(
-            "edgeloop_hub_drift_sketches",
-            "Sketches judged (accepted), refused (by field) or arrived after their period.",
-            ["outcome"],
-            registry=registry,
-        )
-        self.triggers = PromCounter(
-            "edgeloop_hub_drift_triggers", "Retraining triggers emitted.", registry=registry
-        )
 
 
 def registry_references(registry: Callable[[], Any]) -> References:
@@ -232,7 +203,7 @@ class DriftService:
         ).first()
         if row is None:
             return None, {}
-        return int(row.last_period), _states_from(row.state)
+        return int(row.last_period), states_from_json(row.state)
 
     def _judge(self, due: int, now: int) -> list[Judged]:
         # Read and check the sketches first (the registry is read on its own connection),
@@ -267,7 +238,7 @@ class DriftService:
                     states[version] = state
                     self._write(conn, version, a, state, scores, fired, now)
                     judged.append(Judged(version, a, fired))
-            values = {"versions": {v: _state_to(s) for v, s in states.items()}}
+            values = {"versions": {v: state_to_json(s) for v, s in states.items()}}
             if last is None:
                 conn.execute(
                     insert(dt.drift_state).values(
@@ -340,42 +311,7 @@ class DriftService:
         fired: Sequence[RetrainTrigger],
         now: int,
     ) -> None:
-        cfg = self.config
-        verdicts = a.verdicts()
-        rows = []
-        for scope in (*a.nodes, FLEET):
-            if scope == FLEET:
-                stats, judged = a.fleet_stats, a.fleet_judged
-                sc = merge_all(scores.values()) if scores else None
-            else:
-                i = a.nodes.index(scope)
-                stats = _row(a.node_stats, i)
-                judged = a.node_judged[i]
-                sc = scores.get(scope)
-            verdict = verdicts[scope]
-            extra: dict[str, Any] = {
-                m: _plain(stats.metric(m), a.names) for m in ("psi", "ks", "w1")
-            }
-            extra["judged"] = [n for n, j in zip(a.names, judged, strict=True) if j]
-            if sc is not None and int(sc.total[0]):
-                mean, _ = sc.mean_std()
-                extra["score_mean"] = float(mean[0])
-                extra["score_rows"] = int(sc.total[0])
-            rows.append(
-                {
-                    "version": version,
-                    "period": a.period,
-                    "scope": scope,
-                    "verdict": "unjudged" if verdict is None else "drifted" if verdict else "calm",
-                    "streak": int(state.streaks.get(scope, 0)),
-                    "metric": cfg.metric,
-                    "values": _plain(stats.metric(cfg.metric), a.names),
-                    "rows": {n: int(v) for n, v in zip(a.names, stats.n, strict=True)},
-                    "drifted": list(a.drifted_features(scope)),
-                    "extra": extra,
-                    "judged_ns": now,
-                }
-            )
+        rows = assessment_rows(version, a, state, scores, now)
         conn.execute(insert(dt.drift_assessments), rows)
         for t in fired:
             conn.execute(
@@ -434,14 +370,7 @@ class DriftService:
                     )
                 if claimed != 1:
                     continue
-                trigger = RetrainTrigger(
-                    period=int(r["period"]),
-                    scope=str(r["scope"]),
-                    streak=int(r["streak"]),
-                    features=tuple(r["features"]),
-                    values=MappingProxyType(dict(r["values"])),
-                    reason=str(r["reason"]),
-                )
+                trigger = trigger_of(r)
                 for cb in self._callbacks:
                     try:
                         cb(trigger)
@@ -467,93 +396,8 @@ class DriftService:
         return history(self, scope, version, limit)
 
 
-class DriftTicker:
-    """Call ``service.judge_due()`` every ``every_s`` seconds in a daemon thread."""
-
-    def __init__(self, service: DriftService, every_s: float = 10.0) -> None:
-        if not every_s > 0:
-            raise ValueError(f"drift tick period: must be > 0 s, got {every_s}")
-        self.service = service
-        self.every_s = every_s
-        self.ticks = 0
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="drift-ticker")
-
-    def start(self) -> DriftTicker:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.service.judge_due()
-            except Exception:  # logged; the next period tries again
-                self.failures += 1
-                log.exception("drift tick failed")
-                continue
-            self.ticks += 1
-
-
-def _row(stats: Any, i: int) -> Any:
-    from edgeloop.drift import DriftStats
-
-    return DriftStats(stats.names, stats.psi[i], stats.ks[i], stats.w1[i], stats.n[i])
-
-
-def _plain(values: np.ndarray, names: Sequence[str]) -> dict[str, float | None]:
-    return {n: (float(v) if np.isfinite(v) else None) for n, v in zip(names, values, strict=True)}
-
-
-def _state_to(s: MonitorState) -> dict[str, Any]:
-    return {
-        "streaks": dict(s.streaks),
-        "last_period": s.last_period,
-        "quiet_until": s.quiet_until,
-        "triggers": [
-            {
-                "period": t.period,
-                "scope": t.scope,
-                "streak": t.streak,
-                "features": list(t.features),
-                "values": dict(t.values),
-                "reason": t.reason,
-            }
-            for t in s.triggers[-20:]
-        ],
-    }
-
-
-def _states_from(raw: Mapping[str, Any]) -> dict[str, MonitorState]:
-    out = {}
-    for version, s in dict(raw.get("versions", {})).items():
-        out[str(version)] = MonitorState(
-            streaks=MappingProxyType({str(k): int(v) for k, v in s["streaks"].items()}),
-            last_period=s["last_period"],
-            quiet_until=s["quiet_until"],
-            triggers=tuple(
-                RetrainTrigger(
-                    period=t["period"],
-                    scope=t["scope"],
-                    streak=t["streak"],
-                    features=tuple(t["features"]),
-                    values=MappingProxyType(dict(t["values"])),
-                    reason=t["reason"],
-                )
-                for t in s["triggers"]
-            ),
-        )
-    return out
-
-
 __all__ = [
-    "DriftMetrics",
     "DriftService",
-    "DriftTicker",
     "Judged",
     "References",
     "registry_references",
