@@ -283,3 +283,20 @@ def test_a_run_reads_the_newest_documents(store: HubStore, clock: Clock) -> None
     assert (data["documents"], data["rows"]) == (4, 2000)
     assert data["source_nodes"] == FLEET[:4]
     assert data["start_ns"] == start + 2 * 60 * SEC and data["end_ns"] == start + 3 * 60 * SEC
+
+
+def test_a_queued_run_runs_in_the_worker_thread(store: HubStore, clock: Clock) -> None:
+    client = hub(store, clock)
+    with_champion(client)
+    upload_samples(client, clock, FLEET[:4], load=1.4)
+    r = client.post("/v1/retrain", json={"actor": "ann", "reason": "queued", "wait": False})
+    assert r.status_code == 202
+    deadline = time.monotonic() + 60
+    runs: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        runs = ok(client.get("/v1/retrain/runs"))["runs"]
+        if runs and runs[0]["outcome"] != "running":
+            break
+        time.sleep(0.05)
+    client.app.state.retrain.close()
+    assert [(r["reason"], r["outcome"]) for r in runs] == [("queued", "rolled_out")]
