@@ -173,6 +173,12 @@ def test_payload_the_tables_cannot_hold_is_rejected_and_the_rest_kept(store: Hub
     reasons = {(d.seq, d.field, d.reason) for d in store.dead_letters()}
     assert reasons == {(1, "summaries.sensor", "unknown_sensor"), (3, "events[0]", "wrong_type")}
     assert {s.seq for s in store.summaries()} == {2}
+    # Rows are built after the ledger admitted the entry: the ledger marks both rejected.
+    assert store.totals()["nodes"]["gw1"]["rejected"] == 2
+    # Sent again (lost ack): duplicates, neither rebuilt nor dead-lettered twice.
+    again = store.ingest("gw1", 0, items, {}, now_ns=2)
+    assert (again.accepted, again.duplicates, again.rejected) == (0, 3, 0)
+    assert len(store.dead_letters()) == 2
 
 
 def test_unknown_kind_is_rejected(store: HubStore) -> None:

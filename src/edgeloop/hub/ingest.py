@@ -1,20 +1,21 @@
 """The hub's ingest transaction: one batch of a node, idempotent on (node, epoch, seq).
 
-Three steps, driven by ``HubStore.ingest_report``:
+Two steps, driven by ``HubStore.ingest_report``:
 
 1. :func:`check_batch` refuses a batch whose numbers or node id the tables cannot hold
    (nothing is stored).
-2. :func:`prepare` builds the rows of each entry before any lock is taken (pure work);
-   entries the ledger already holds (looked up with :func:`known_seqs`) are not built.
-3. :func:`commit_batch`, inside one write transaction: lock the node row (creating it
+2. :func:`commit_batch`, inside one write transaction: lock the node row (creating it
    if new), admit the entries to the ``received`` ledger with one
-   ``INSERT ... ON CONFLICT DO NOTHING RETURNING seq``, insert the data rows of the
-   admitted entries (one statement per table, ``edgeloop.hub.bulk``), move the
-   watermark of (node, epoch) and the node's counters.
+   ``INSERT ... ON CONFLICT DO NOTHING RETURNING seq``, build the rows of the admitted
+   entries only (:func:`prepare`), insert them (one statement per table,
+   ``edgeloop.hub.bulk``), move the watermark of (node, epoch) and the node's counters.
 
 An entry the ledger refuses (its key is there: a resent batch, or a concurrent request
-that committed it first) is a duplicate: its rows are not inserted. The caller builds
-the ack only after the transaction committed.
+that committed it first) is a duplicate: its rows are neither built nor inserted, so a
+redelivered batch (a lost ack) costs the ledger insert, not a rebuild, and no separate
+lookup is needed. An entry whose rows cannot be built (a name too long for its column)
+is marked rejected in the ledger row it was just given and dead-lettered. The caller
+builds the ack only after the transaction committed.
 """
 
 from __future__ import annotations
@@ -57,20 +58,18 @@ DEAD_LETTER_KEYS = (
     "payload",
     "payload_bytes",
 )
-_IN_CHUNK = 900  # bound parameters per IN (...) lookup; far below every backend's limit
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """One entry, ready to insert: its ledger row, its data rows by table, its dead
-    letter (when its payload was unusable). ``built`` is false for an entry the ledger
-    held before the transaction: only its ledger row exists, to prove it still does."""
+    """One admitted entry, ready to insert: its data rows by table, its dead letter
+    (when its payload was unusable). ``late`` is true when the payload decoded but its
+    rows could not be built: its ledger row went in as not rejected and must be marked."""
 
     seq: int
-    ledger: tuple[Any, ...]
     rows: dict[str, Rows | ColumnRows]
     dead: dict[str, Any] | None
-    built: bool = True
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +81,6 @@ class Outcome:
     duplicates: int
     rejected: int
     rejects: Counter[str]
-
-
-class Stale(Exception):
-    """An entry thought already stored is not in the ledger: prepare the batch in full."""
 
 
 def check_batch(
@@ -108,35 +103,10 @@ def check_batch(
                 )
 
 
-def known_seqs(conn: Connection, node: str, epoch: int, seqs: Sequence[int]) -> set[int]:
-    """The seqs of ``seqs`` the ledger holds for (node, epoch)."""
-    found: set[int] = set()
-    uniq = sorted(set(seqs))
-    for i in range(0, len(uniq), _IN_CHUNK):
-        chunk = uniq[i : i + _IN_CHUNK]
-        found.update(conn.scalars(_SEEN, {"node": node, "epoch": epoch, "seqs": chunk}))
-    return found
-
-
-def prepare(
-    node: str,
-    epoch: int,
-    item: IngestItem,
-    now_ns: int,
-    encode_frame: FrameEncoder,
-    known: bool,
-) -> Prepared:
-    """Build every row of ``item``; only the ledger row for a ``known`` entry."""
-    error = None if known else item.error
-    rows: dict[str, Rows | ColumnRows] = {}
-    if not known and error is None:
-        try:
-            rows = rows_for(
-                node, item.seq, item.kind, item.decoded, item.payload, encode_frame, epoch=epoch
-            )
-        except TelemetryError as exc:
-            error = exc
-    ledger = (
+def ledger_row(node: str, epoch: int, item: IngestItem, now_ns: int) -> tuple[Any, ...]:
+    """The ``received`` row of ``item`` (:data:`LEDGER_KEYS`); rejected if it did not
+    decode."""
+    return (
         node,
         epoch,
         item.seq,
@@ -145,8 +115,24 @@ def prepare(
         int(item.samples),
         int(item.size),
         now_ns,
-        error is not None,
+        item.error is not None,
     )
+
+
+def prepare(
+    node: str, epoch: int, item: IngestItem, now_ns: int, encode_frame: FrameEncoder
+) -> Prepared:
+    """Build every row of ``item``, or its dead letter when it cannot be stored."""
+    error = item.error
+    late = False
+    rows: dict[str, Rows | ColumnRows] = {}
+    if error is None:
+        try:
+            rows = rows_for(
+                node, item.seq, item.kind, item.decoded, item.payload, encode_frame, epoch=epoch
+            )
+        except TelemetryError as exc:
+            error, late = exc, True
     dead = None
     if error is not None:
         rows = {}
@@ -159,7 +145,7 @@ def prepare(
             item.payload,
             now_ns,
         )
-    return Prepared(item.seq, ledger, rows, dead, built=not known)
+    return Prepared(item.seq, rows, dead, late)
 
 
 def commit_batch(
@@ -167,15 +153,15 @@ def commit_batch(
     node: str,
     epoch: int,
     after_seq: int,
-    prepared: Sequence[Prepared],
+    items: Sequence[IngestItem],
     status: dict[str, Any],
     now_ns: int,
     sent_ns: int,
+    encode_frame: FrameEncoder,
 ) -> Outcome:
-    """Store a prepared batch inside the caller's write transaction.
+    """Store a batch inside the caller's write transaction.
 
     Raises:
-        Stale: an entry prepared as known is not in the ledger (roll back, rebuild).
         sqlalchemy.exc.IntegrityError: a concurrent first insert of this node's
             incarnation row (roll back, retry).
     """
@@ -204,41 +190,41 @@ def commit_batch(
     # older epoch (a stale replay) only touches that epoch's watermark.
     current = new_epoch or epoch == current_epoch
 
-    fresh = _admit(conn, prepared)
+    admitted = _admit(conn, node, epoch, items, now_ns)
+    fresh = [prepare(node, epoch, item, now_ns, encode_frame) for item in admitted]
+    late = [p.seq for p in fresh if p.late]
+    if late:
+        conn.execute(_MARK_REJECTED, {"w_node": node, "w_epoch": epoch, "w_seqs": late})
     _insert_data(conn, fresh)
-    duplicates = len(prepared) - len(fresh)
+    duplicates = len(items) - len(fresh)
     dead = [p.dead for p in fresh if p.dead is not None]
 
-    if prepared and after_seq <= watermark:
-        watermark = max(watermark, max(p.seq for p in prepared))
-    inc_c = t.incarnations.c
+    if items and after_seq <= watermark:
+        watermark = max(watermark, max(item.seq for item in items))
     if new_epoch:
         conn.execute(
-            insert(t.incarnations).values(
-                node=node,
-                epoch=epoch,
-                watermark=watermark,
-                unknown_upto_seq=unknown_upto,
-                first_seen_ns=now_ns,
-                last_seen_ns=now_ns,
-                batches=1,
-            )
+            _NEW_INCARNATION,
+            {
+                "node": node,
+                "epoch": epoch,
+                "watermark": watermark,
+                "unknown_upto_seq": unknown_upto,
+                "first_seen_ns": now_ns,
+                "last_seen_ns": now_ns,
+                "batches": 1,
+            },
         )
     else:
         conn.execute(
-            update(t.incarnations)
-            .where(inc_c.node == node, inc_c.epoch == epoch)
-            .values(
-                watermark=watermark,
-                last_seen_ns=max(inc_last_seen, now_ns),
-                batches=inc_c.batches + 1,
-            )
+            _UPDATE_INCARNATION,
+            {
+                "w_node": node,
+                "w_epoch": epoch,
+                "v_watermark": watermark,
+                "v_last_seen_ns": max(inc_last_seen, now_ns),
+            },
         )
-    values: dict[str, Any] = {
-        "last_seen_ns": max(last_seen, now_ns),
-        "batches": t.nodes.c.batches + 1,
-        "duplicates": t.nodes.c.duplicates + duplicates,
-    }
+    values: dict[str, Any] = {"last_seen_ns": max(last_seen, now_ns), "dups": duplicates}
     if current:
         values["watermark"] = watermark
     if new_epoch:
@@ -248,7 +234,9 @@ def commit_batch(
         for key in ("tier", "parent"):
             if isinstance(status.get(key), str):
                 values[key] = text(status[key][: 64 if key == "tier" else t.NAME])
-    conn.execute(update(t.nodes).where(t.nodes.c.id == node).values(**values))
+    conn.execute(
+        _update_node(tuple(values)), {"node_id": node, **{f"v_{k}": v for k, v in values.items()}}
+    )
     return Outcome(
         watermark=int(watermark),
         accepted=len(fresh) - len(dead),
@@ -258,25 +246,24 @@ def commit_batch(
     )
 
 
-def _admit(conn: Connection, prepared: Sequence[Prepared]) -> list[Prepared]:
+def _admit(
+    conn: Connection, node: str, epoch: int, items: Sequence[IngestItem], now_ns: int
+) -> list[IngestItem]:
     """Insert the ledger rows; the entries admitted now (the rest are duplicates)."""
-    first: dict[int, Prepared] = {}
-    for p in prepared:
-        first.setdefault(p.seq, p)  # a seq repeated inside the batch is a duplicate too
+    first: dict[int, IngestItem] = {}
+    for item in items:
+        first.setdefault(item.seq, item)  # a seq repeated inside the batch is a duplicate too
     admitted = set(
         insert_rows(
             conn,
             t.received,
             LEDGER_KEYS,
-            [p.ledger for p in first.values()],
+            [ledger_row(node, epoch, item, now_ns) for item in first.values()],
             skip_conflicts=True,
             returning="seq",
         )
     )
-    fresh = [p for p in first.values() if p.seq in admitted]
-    if any(not p.built for p in fresh):
-        raise Stale
-    return fresh
+    return [item for item in first.values() if item.seq in admitted]
 
 
 def _insert_data(conn: Connection, fresh: Sequence[Prepared]) -> None:
@@ -315,11 +302,44 @@ def _new_node(node: str, epoch: int, now_ns: int) -> dict[str, Any]:
 
 
 # Built once: statements run per batch, and building one costs more than running it.
-_SEEN = select(t.received.c.seq).where(
-    t.received.c.node == bindparam("node"),
-    t.received.c.epoch == bindparam("epoch"),
-    t.received.c.seq.in_(bindparam("seqs", expanding=True)),
+_MARK_REJECTED = (
+    update(t.received)
+    .where(
+        t.received.c.node == bindparam("w_node"),
+        t.received.c.epoch == bindparam("w_epoch"),
+        t.received.c.seq.in_(bindparam("w_seqs", expanding=True)),
+    )
+    .values(rejected=True)
 )
+_NEW_INCARNATION = insert(t.incarnations)
+_inc = t.incarnations.c
+_UPDATE_INCARNATION = (
+    update(t.incarnations)
+    .where(_inc.node == bindparam("w_node"), _inc.epoch == bindparam("w_epoch"))
+    .values(
+        watermark=bindparam("v_watermark"),
+        last_seen_ns=bindparam("v_last_seen_ns"),
+        batches=_inc.batches + 1,
+    )
+)
+_NODE_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _update_node(keys: tuple[str, ...]) -> Any:
+    """The ``UPDATE nodes`` setting ``keys`` (bound as ``v_<key>``; ``dups`` is added
+    to the duplicates, batches grows by one), built once per set of keys."""
+    stmt = _NODE_UPDATES.get(keys)
+    if stmt is None:
+        c = t.nodes.c
+        values: dict[str, Any] = {
+            k: bindparam(f"v_{k}", type_=c[k].type) for k in keys if k != "dups"
+        }
+        values.update(batches=c.batches + 1, duplicates=c.duplicates + bindparam("v_dups"))
+        stmt = update(t.nodes).where(c.id == bindparam("node_id")).values(**values)
+        _NODE_UPDATES[keys] = stmt
+    return stmt
+
+
 _NODE_FOR_UPDATE = (
     select(
         t.nodes.c.epoch,
@@ -350,9 +370,8 @@ __all__ = [
     "LEDGER_KEYS",
     "Outcome",
     "Prepared",
-    "Stale",
     "check_batch",
     "commit_batch",
-    "known_seqs",
+    "ledger_row",
     "prepare",
 ]

@@ -259,21 +259,19 @@ class HubStore:
         """
         ing.check_batch(node, after_seq, sent_ns, epoch, items)
         safe_status = json_safe(dict(status))
-        # Entries already in the ledger need no rows: a redelivered batch (lost ack) costs
-        # a lookup, not a rebuild. The ledger only grows, so what is seen now is still
-        # seen inside the transaction; if it is not (rows were purged meanwhile), the
-        # transaction refuses with Stale and the batch is prepared in full.
-        with self._read() as conn:
-            known = ing.known_seqs(conn, node, epoch, [item.seq for item in items])
         for attempt in range(INTEGRITY_RETRIES):
-            prepared = [
-                ing.prepare(node, epoch, item, now_ns, self._encode_frame, item.seq in known)
-                for item in items
-            ]
             try:
                 with self._write() as conn:
                     out = ing.commit_batch(
-                        conn, node, epoch, after_seq, prepared, safe_status, now_ns, sent_ns
+                        conn,
+                        node,
+                        epoch,
+                        after_seq,
+                        items,
+                        safe_status,
+                        now_ns,
+                        sent_ns,
+                        self._encode_frame,
                     )
             except IntegrityError:
                 # A concurrent request committed a key this one inserts without
@@ -281,9 +279,6 @@ class HubStore:
                 self.integrity_retries += 1
                 if attempt == INTEGRITY_RETRIES - 1:
                     raise
-                continue
-            except ing.Stale:
-                known = set()
                 continue
             # The transaction committed when the block above exited: only now is it an ack.
             ack = Ack(node, out.watermark, out.accepted, out.duplicates, out.rejected)
