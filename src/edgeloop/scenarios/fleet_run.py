@@ -104,10 +104,14 @@ class ModelMaker:
         return data, manifest.to_dict()
 
 
-def write_spec(workdir: Path, first_model: bytes) -> Path:
+def write_spec(workdir: Path, first_model: bytes, *, streaming_vibration: bool = True) -> Path:
     """The gateways' pipeline: the factory preset plus an ONNX detector slot in the
-    vibration group that delivered models take over (started on ``first_model``)."""
+    vibration group that delivered models take over (started on ``first_model``).
+    ``streaming_vibration=False`` leaves the vibration group to the delivered model alone
+    (the preset's streaming robust detector there is dropped)."""
     spec: dict[str, Any] = resolve_spec("factory").model_dump(mode="json")
+    if not streaming_vibration:
+        spec["detectors"] = [d for d in spec["detectors"] if d["group"] != GROUP]
     path = workdir / "first-model.onnx"
     path.write_bytes(first_model)
     spec["detectors"].append({"group": GROUP, "type": "onnx", "name": DETECTOR, "model": str(path)})
@@ -240,14 +244,23 @@ class FleetRun:
     Use as a context manager: the gateways and the hub are stopped on exit.
     """
 
-    def __init__(self, plan: planning.FloorPlan, opts: FleetOptions, workdir: Path) -> None:
+    def __init__(
+        self,
+        plan: planning.FloorPlan,
+        opts: FleetOptions,
+        workdir: Path,
+        app_options: dict[str, Any] | None = None,
+    ) -> None:
         self.plan = plan
         self.opts = opts
         self.workdir = workdir
         self.t0 = time.monotonic()
+        self.t0_ns = time.time_ns()
         self.store = HubStore.open(f"sqlite:///{workdir / 'hub.db'}")
         self.store.create_all()
-        self.app = create_app(self.store, signing_key=hub_key(workdir / "hub"))
+        self.app = create_app(
+            self.store, signing_key=hub_key(workdir / "hub"), **(app_options or {})
+        )
         self.plane = self.app.state.control
         self.server = BackgroundServer(self.app).start()
         self.ticker = RolloutTicker(self.plane, every_s=1.0).start()
@@ -258,7 +271,10 @@ class FleetRun:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Any] = {}
         self.configs: dict[str, dict[str, Any]] = {}
+        self.launched: dict[str, list[float]] = {}
         self.start_ns = 0
+        self.configure: Any = None
+        """Optional ``configure(gateway_name, config)`` that edits each config in place."""
 
     def now(self) -> float:
         """Seconds since the run's t0."""
@@ -277,6 +293,8 @@ class FleetRun:
             "measure_every_s": self.opts.measure_every_s,
             "retry_max_s": 2.0,
         }
+        if self.configure is not None:
+            self.configure(gw.name, cfg)
         return cfg
 
     def launch(
@@ -298,8 +316,12 @@ class FleetRun:
             self.configs[gw.name] = cfg
             path = self.workdir / f"{gw.name}.yaml"
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            old = self.logs.get(gw.name)
+            if old is not None:
+                old.close()
             log = open(self.workdir / f"{gw.name}.log", "ab")  # noqa: SIM115
             self.logs[gw.name] = log
+            self.launched.setdefault(gw.name, []).append(self.now())
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             self.procs[gw.name] = subprocess.Popen(
                 [
