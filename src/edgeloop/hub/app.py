@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from edgeloop.drift import DriftConfig
+from edgeloop.drift import DriftConfig, RetrainTrigger
 from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.hub.control import ControlPlane
 from edgeloop.hub.documents import DOCUMENT_DECODERS, Document
@@ -359,6 +359,12 @@ def create_app(
     retrain = RetrainService(plane, retrain_config)
     app.state.retrain = retrain
     app.include_router(feedback_router(LabelStore(store), retrain))
+
+    def retrain_on_drift(trigger: RetrainTrigger) -> None:
+        # Queued in the retrain worker: the trigger may come from an ingest observer.
+        retrain.submit(f"drift: {trigger.reason}", "drift")
+
+    drift.on_trigger(retrain_on_drift)
 
     @app.post(
         "/v1/ingest",
