@@ -39,6 +39,14 @@ def app_on(store: HubStore, clock: Clock, config: DriftConfig = CONFIG) -> TestC
     return TestClient(app)
 
 
+def close(client: TestClient, store: HubStore | None = None) -> None:
+    """Stop the app's retrain worker (drift triggers queue runs there), then the store."""
+    client.app.state.retrain.close()  # type: ignore[attr-defined]
+    client.close()
+    if store is not None:
+        store.close()
+
+
 def reference(version: str = "v1") -> Sketch:
     ref = trained(version, 1)[1].drift_reference
     assert ref is not None
@@ -119,8 +127,7 @@ def test_persistent_drift_is_judged_per_feature_and_triggers_retraining_once_acr
         "gw2": "drifted",
     }
     assert status["triggers"] == 0 and status["last_trigger"] is None
-    client.close()
-    store.close()
+    close(client, store)
 
     # A restart: the streak is in the database; the next two drifted periods trigger.
     store = HubStore.open(db_url)
@@ -151,11 +158,10 @@ def test_persistent_drift_is_judged_per_feature_and_triggers_retraining_once_acr
     metrics = client.get("/metrics").text
     assert "edgeloop_hub_drift_triggers_total 1.0" in metrics
     assert 'edgeloop_hub_drift{feature="current.mean",version="v1"}' in metrics
-    client.close()
-    store.close()
+    close(client, store)
 
 
-def test_a_trigger_committed_without_a_callback_is_delivered_after_a_restart_and_cooldown_holds(
+def test_a_trigger_committed_but_not_delivered_is_delivered_after_a_restart_and_cooldown_holds(
     db_url: str,
 ) -> None:
     clock = Clock(T0)
@@ -167,10 +173,13 @@ def test_a_trigger_committed_without_a_callback_is_delivered_after_a_restart_and
     client.app.state.drift._callbacks.clear()  # type: ignore[attr-defined]
     register(client, "v1", 1)
     send(client, "gw1", [sketch_entry("gw1", 1, 0, 1.6)])
-    judge_period(client, clock, 0)  # triggers; nobody listens yet
+    # Judged and committed, the hub stops before delivering (as when the ingest
+    # observer judges: it never runs callbacks).
+    clock.now_ns = T0 + PERIOD + PERIOD // 2
+    drift = client.app.state.drift  # type: ignore[attr-defined]
+    assert [len(j.triggers) for j in drift.judge_due(deliver=False)] == [1]
     assert ok(client.get("/v1/drift/triggers"))[0]["delivered_ns"] is None
-    client.close()
-    store.close()
+    close(client, store)
 
     store = HubStore.open(db_url)
     client = app_on(store, clock, cfg)
@@ -181,8 +190,7 @@ def test_a_trigger_committed_without_a_callback_is_delivered_after_a_restart_and
         judge_period(client, clock, p)
     assert [t.period - T0 // PERIOD for t in got] == [0, 3]
     assert len(ok(client.get("/v1/drift/triggers"))) == 2
-    client.close()
-    store.close()
+    close(client, store)
 
 
 def test_bad_sketches_are_dead_lettered_or_refused_by_field_and_the_rest_is_judged(
@@ -220,7 +228,7 @@ def test_bad_sketches_are_dead_lettered_or_refused_by_field_and_the_rest_is_judg
     # A sketch that arrives after its period was judged is counted as late.
     send(client, "gw1", [sketch_entry("gw1", 3, 0, 1.0)])
     assert ok(client.get("/v1/drift"))["late"] == 1
-    client.close()
+    close(client)
 
 
 def test_drift_status_cli_shows_the_fleet_and_nodes(store: HubStore) -> None:
@@ -246,7 +254,7 @@ def test_drift_status_cli_shows_the_fleet_and_nodes(store: HubStore) -> None:
         data = json.loads(res.output)
         assert [s["scope"] for s in data["scopes"]] == ["*", "gw1"]
         assert data["fleet"][0]["streak"] == 1
-        client.close()
+        close(client)
 
 
 def test_hub_serve_names_a_bad_drift_flag(tmp_path: Path) -> None:

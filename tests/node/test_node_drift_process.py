@@ -155,6 +155,7 @@ def test_a_gateway_whose_plant_changes_its_load_regime_is_judged_drifted_on_the_
         status = hub.get("/v1/drift").json()
         hub.close()
     ticker.stop()
+    app.state.retrain.close()  # the trigger queued a retraining run: let it end
     store.close()
 
     shift_ns = started_ns + int((SHIFT_S + RAMP_S) * 1e9)
