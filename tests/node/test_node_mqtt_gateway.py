@@ -1,17 +1,20 @@
 """A real gateway process fed over MQTT (real Mosquitto) delivers to a hub: nothing lost
-across a restart, bad payloads rejected and counted, the memory bound kept."""
+or doubled across a kill -9 and a restart, bad payloads rejected and counted, the memory
+bound kept."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import yaml
 from _gateway_probe import RSS_BOUND_MB, run_gateway
 from test_node_footprint import FORBIDDEN, PRIVATE_BOUND_MB
 
@@ -23,7 +26,7 @@ from edgeloop.hub.store import HubStore
 from edgeloop.node.mqtt_source import MqttSource
 from edgeloop.node.sensor_payload import encode_block
 from edgeloop.sim.factory import FactoryConfig, FactorySim
-from edgeloop.sim.publish import SimPublisher
+from edgeloop.sim.publish import SimPublisher, aligned_start
 from edgeloop.telemetry.frame import SensorCatalog
 from services import MqttProbe
 
@@ -40,12 +43,13 @@ def _provision_session(host: str, port: int, topic: str, client_id: str) -> None
     asyncio.run(go())
 
 
-def test_gateway_fed_over_mqtt_loses_nothing_across_a_restart(
+def test_gateway_fed_over_mqtt_loses_nothing_across_kill_9_and_a_restart(
     mqtt_broker: Broker, tmp_path: Path
 ) -> None:
     tenant = f"t{uuid.uuid4().hex[:10]}"
     prefix = f"edgeloop/{tenant}/gw1/sensors"
-    sim = FactorySim(FactoryConfig.generate(n_machines=1, gateway="gw1", seed=3), 3, time.time_ns())
+    floor = FactoryConfig.generate(n_machines=1, gateway="gw1", seed=3)
+    sim = FactorySim(floor, 3, aligned_start(0.1))
     _provision_session(
         mqtt_broker.host, mqtt_broker.port, f"{prefix}/#", f"edgeloop-src-{tenant}-gw1"
     )
@@ -64,32 +68,47 @@ def test_gateway_fed_over_mqtt_loses_nothing_across_a_restart(
         ],
     }
     bad = MqttProbe(mqtt_broker.host, mqtt_broker.port)
+    downs: list[int] = []
+
+    def down_for(seconds: float) -> None:
+        """The gateway is down: sensors keep publishing; the broker queues it."""
+        before = pub.stats.total_samples
+        pub.run(seconds)
+        downs.append(pub.stats.total_samples - before)
+
     try:
         with BackgroundServer(create_app(store)) as hub:
             cfg["uplink"]["url"] = hub.url
+            (tmp_path / "gw1.yaml").write_text(yaml.safe_dump(cfg))
 
             def run(duration_s: float, out: dict[str, Any]) -> None:
                 out["res"], out["stats"] = run_gateway(cfg, tmp_path, duration_s)
 
-            # 1. The gateway runs while sensors publish, bad payloads among them.
-            first: dict[str, Any] = {}
-            gw = threading.Thread(target=run, args=(6.0, first))
-            gw.start()
-            pub.run(2.0)
-            bad.publish(f"{prefix}/gw1.m01.temp", b"{not json")
-            bad.publish(f"{prefix}/gw1.m01.temp", b'[{"ts": 1, "value": "hot"}]')
-            bad.publish(f"{prefix}/gw1.m09.vib_x", encode_block("", 1, 500_000, np.zeros(10)))
-            gw.join(120)
-            # 2. Down: sensors keep publishing; the broker queues it for the session.
-            down_from = pub.stats.total_samples
-            pub.run(1.5)
-            down = pub.stats.total_samples - down_from
-            # 3. Back (same client id): what was queued arrives, and what follows.
+            # 1. The gateway runs while sensors publish, and is killed (-9) mid-stream:
+            # what it had not covered with committed summaries was not acknowledged.
+            gw1 = subprocess.Popen(
+                [sys.executable, "-m", "edgeloop.node", "--config", str(tmp_path / "gw1.yaml")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            pub.run(3.0)
+            gw1.kill()
+            gw1.wait(10)
+            down_for(1.0)
+            # 2. Back on its session (same client id): the unacknowledged and the queued
+            # messages arrive, and what follows, bad payloads among them; a clean stop.
             second: dict[str, Any] = {}
             gw = threading.Thread(target=run, args=(5.0, second))
             gw.start()
             pub.run(1.0)
+            bad.publish(f"{prefix}/gw1.m01.temp", b"{not json")
+            bad.publish(f"{prefix}/gw1.m01.temp", b'[{"ts": 1, "value": "hot"}]')
+            bad.publish(f"{prefix}/gw1.m09.vib_x", encode_block("", 1, 500_000, np.zeros(10)))
             gw.join(120)
+            down_for(0.5)
+            # 3. Back again after the clean stop.
+            third: dict[str, Any] = {}
+            run(2.5, third)
             totals = httpx.get(f"{hub.url}/v1/stats").json()
             upstream = httpx.get(f"{hub.url}/v1/nodes/gw1").json()["status"]
         rows = store.summaries("gw1", limit=100_000)
@@ -99,13 +118,12 @@ def test_gateway_fed_over_mqtt_loses_nothing_across_a_restart(
         store.close()
 
     published = pub.stats.total_samples
-    assert down > 0
-    s1, s2 = first["stats"], second["stats"]
+    s2, s3 = second["stats"], third["stats"]
+    assert gw1.returncode == -9 and all(d > 0 for d in downs)
     # Every sample published reached the hub, once (summaries cover each sample).
-    assert s1["samples_accepted"] + s2["samples_accepted"] == published
     assert totals["overall"]["samples"] == published
-    # Per sensor too, and no (sensor, period) holds more than a period's worth: the
-    # period open at the restart is split over two rows (one per run), never doubled.
+    # Per sensor too, and no (sensor, period) holds more than a period's worth: a period
+    # open at a restart is split over two rows (one per run), never doubled.
     by_sensor: dict[str, int] = {}
     by_period: dict[tuple[str, int], int] = {}
     for r in rows:
@@ -115,13 +133,14 @@ def test_gateway_fed_over_mqtt_loses_nothing_across_a_restart(
     rate = {s.name: s.rate_hz for s in sim.catalog.specs}
     period_s = (rows[0].t1_ns - rows[0].t0_ns) / 1e9
     assert all(n <= rate[sensor] * period_s for (sensor, _), n in by_period.items())
-    assert s2["samples_accepted"] >= down  # what was published while the node was down
+    assert s2["samples_accepted"] >= downs[0] and s3["samples_accepted"] >= downs[1]
     # Bad payloads: rejected with reasons, counted in the node's (upstream) status.
-    assert s1["samples_rejected"] == {"malformed": 1, "wrong_type": 1, "unknown_sensor": 10}
-    src1 = next(iter(s1["sources"].values()))
-    assert src1["rejected_messages"] == 3 and src1["connected"] is False  # closed at the end
+    assert s2["samples_rejected"] == {"malformed": 1, "wrong_type": 1, "unknown_sensor": 10}
     src2 = next(iter(s2["sources"].values()))
+    assert src2["rejected_messages"] == 3 and src2["connected"] is False  # closed at the end
     assert src2["session_resumed"] == 1 and src2["redelivered_samples"] == 0
+    src3 = next(iter(s3["sources"].values()))
+    assert src3["session_resumed"] == 1 and src3["unacked"] == 0
     # The source's connection state travels upstream with the node's status.
     up = next(iter(upstream["sources"].values()))
     assert up["session_resumed"] == 1 and up["messages"] > 0

@@ -263,3 +263,52 @@ def test_a_node_started_before_its_broker_connects_when_the_broker_comes(tmp_pat
         broker.stop()
     assert before["connected"] is False and "cannot connect" in before["last_error"]
     assert after["connects"] == 1 and len(frame) == 100
+
+
+def test_covered_acks_wait_until_the_outbox_holds_the_samples(
+    mqtt_broker: Broker, probe: MqttProbe, prefix: str
+) -> None:
+    """``ack: covered``: a message is PUBACKed once the core's resume point (summary rows
+    committed in the outbox) has passed its newest sample, not at the hand-over."""
+    cid = f"c-{uuid.uuid4()}"
+    proxy = NetProxy(mqtt_broker.host, mqtt_broker.port).start_in_thread()
+    cover: list[int | None] = [None]
+    end_of = [T0 + (i + 1) * 100 * 500_000 for i in range(3)]  # just after block i
+
+    async def first_life() -> dict[str, Any]:
+        src, _ = source(proxy.host, proxy.port, prefix, cid, covered=lambda: cover[0])
+        assert await src.wait_subscribed(10)
+        it = src.__aiter__()
+        for i in range(3):
+            probe.publish(f"{prefix}/m1.vib", block(i))
+        await take(it, 300)  # all handed over; none covered yet
+        cover[0] = end_of[0]  # the outbox now holds block 0's samples
+        nxt = asyncio.ensure_future(it.__anext__())  # asking again releases block 0
+        await asyncio.sleep(0.3)
+        st = src.status()
+        proxy.cut()  # kill -9: blocks 1 and 2 were handed over but not covered
+        nxt.cancel()
+        await src.close()
+        return st
+
+    async def second_life() -> tuple[list[float], dict[str, Any]]:
+        src, _ = source(
+            mqtt_broker.host, mqtt_broker.port, prefix, cid, hold_s=0.2, covered=lambda: None
+        )
+        it = src.__aiter__()
+        again = await take(it, 200)
+        nxt = asyncio.ensure_future(it.__anext__())
+        await asyncio.sleep(0.6)  # no cover ever comes here: released after hold_s
+        st = src.status()
+        nxt.cancel()
+        await src.close()
+        return again.value.tolist(), st
+
+    try:
+        st1 = asyncio.run(first_life())
+        again, st2 = asyncio.run(second_life())
+    finally:
+        proxy.stop_thread()
+    assert (st1["acked"], st1["unacked"], st1["acked_early"]) == (1, 2, 0)
+    assert again == list(range(100, 300))  # blocks 1 and 2 came back; block 0 did not
+    assert (st2["acked"], st2["acked_early"]) == (2, 2)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -48,7 +47,7 @@ def publish(
     node's `type: mqtt` source subscribes to. Prints what was sent as JSON at the end."""
     from edgeloop.errors import EdgeloopError
     from edgeloop.sim.factory import FactoryConfig, FactorySim
-    from edgeloop.sim.publish import SimPublisher, parse_broker
+    from edgeloop.sim.publish import SimPublisher, aligned_start, parse_broker
 
     try:
         host, port = parse_broker(broker)
@@ -61,7 +60,7 @@ def publish(
     sim = FactorySim(
         FactoryConfig.generate(n_machines=machines, gateway=node, seed=seed),
         seed=seed,
-        start_ns=time.time_ns(),
+        start_ns=aligned_start(tick),  # messages never span two summary periods
     )
     pub = SimPublisher(
         sim,

@@ -162,7 +162,9 @@ class MqttSourceConfig:
     down (0: a clean session every time). ``receive_maximum`` bounds the messages the
     broker sends before the node acknowledges them; payloads are JSON records or sensor
     blocks (``node/sensor_payload.py``); a payload without a sensor name takes the last
-    ``sensor_levels`` topic levels, joined with ``.``.
+    ``sensor_levels`` topic levels, joined with ``.``. ``ack: covered`` PUBACKs a message
+    once its samples are in committed summary rows (at most ``ack_hold_s`` later than its
+    hand-over), ``ack: handover`` right after the hand-over (docs/sources.md).
     """
 
     __pydantic_config__ = FORBID_EXTRA
@@ -174,12 +176,14 @@ class MqttSourceConfig:
     qos: Literal[0, 1] = 1
     session_expiry_s: Annotated[int, Ge(0)] = 3600
     keepalive_s: Annotated[int, Gt(0)] = 15
-    receive_maximum: Annotated[int, Ge(1), Le(65535)] = 256
+    receive_maximum: Annotated[int, Ge(1), Le(65535)] = 1024
     sensor_levels: Annotated[int, Ge(0), Le(16)] = 1
     max_payload_bytes: Annotated[int, Gt(0)] = 8 * 1024 * 1024
     max_frame_rows: Annotated[int, Gt(0)] = 200_000
     reconnect_min_s: Annotated[float, Gt(0.0)] = 0.1
     reconnect_max_s: Annotated[float, Gt(0.0)] = 10.0
+    ack: Literal["covered", "handover"] = "covered"
+    ack_hold_s: Annotated[float, Gt(0.0)] = 10.0
 
     def __post_init__(self) -> None:
         if self.topic is not None:

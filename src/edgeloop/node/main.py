@@ -173,7 +173,9 @@ async def run_node(
             # paho-mqtt is imported only by nodes with an MQTT source or uplink.
             from edgeloop.node.mqtt_source import MqttSource
 
-            mqtt_src = MqttSource.from_config(cfg, src, catalog, on_reject=core.reject)
+            mqtt_src = MqttSource.from_config(
+                cfg, src, catalog, on_reject=core.reject, covered=lambda: core.resume_ns
+            )
             mqtt_sources.append(mqtt_src)
             runtime.source_status[f"mqtt:{mqtt_src.topic}"] = mqtt_src.status
             log.info("subscribing to %s", mqtt_src.where)

@@ -10,11 +10,18 @@ Delivery (QoS 1, the default):
 
 * paho's network thread puts each message on a bounded queue; the node loop decodes
   what is queued and merges it into one frame (about ``max_frame_rows`` samples at most).
-* The PUBACK is **manual**: a message is acknowledged only after its frame went through
-  the node core (``NodeCore.process``) *and* the outbox append of what that produced
-  has returned, i.e. when the source is asked for its next frame. A message that a
-  node never finished handing over is not acknowledged, so the broker delivers it again
-  (on the same session) after a crash or a lost connection.
+* The PUBACK is **manual** and never comes before the message's frame went through the
+  node core (``NodeCore.process``) and the outbox append of what that produced has
+  returned (the source is asked for its next frame only then). With ``ack: covered``
+  (the default) it waits further, until the message's samples are in summary rows the
+  outbox has committed (the core's resume point has passed its newest sample): a
+  message is acknowledged only once a kill -9 can no longer lose it. A message held
+  longer than ``hold_s``, or while more than half of ``receive_maximum`` are held (the
+  broker would stop sending), is acknowledged anyway and counted (``acked_early``).
+  With ``ack: handover`` it goes right after the hand-over; a kill -9 then loses the
+  acknowledged samples still in the core's open summary periods.
+* What is never acknowledged is delivered again by the broker on the same session,
+  after a crash or a lost connection.
 * The broker sends at most ``receive_maximum`` unacknowledged messages (MQTT v5 flow
   control), so the queue between the threads never holds more than that many QoS 1
   messages: a slow node slows the broker's delivery, and the broker queues the rest for
@@ -30,10 +37,7 @@ Delivery (QoS 1, the default):
   (``reconnect_min_s``..``reconnect_max_s``, jittered per client); :meth:`status`
   (node status and its uplink) shows ``connected``, ``disconnects`` and ``last_error``.
 
-What a PUBACK does *not* promise: samples handed to the core live in its open summary
-periods (and events wait for their post-trigger context) until the next summary entry
-is appended, so a kill -9 loses up to about ``summary_every_s`` plus one summary period
-of acknowledged data, like the HTTP push source. A clean stop flushes them.
+A clean stop flushes the core into the outbox and acknowledges everything handed over.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import asyncio
 import contextlib
 import queue
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +76,8 @@ class _Message:
     topic: str
     payload: bytes  # empty when over max_payload_bytes (not kept)
     size: int
+    newest_ns: int | None = None  # newest sample time of the message, once decoded
+    handed_at: float = 0.0  # time.monotonic() when handed to the core
 
 
 class MqttSource:
@@ -92,6 +99,12 @@ class MqttSource:
         reconnect_min_s, reconnect_max_s: back-off bounds of reconnects.
         on_reject: called in the loop with the rejects of each bad message
             (``NodeCore.reject``: counted, sent upstream).
+        ack: ``covered`` (PUBACK once the message's samples are in committed summary
+            rows, per ``covered``) or ``handover`` (once its frame went through the core
+            and the outbox append).
+        covered: the data time before which every sample handed over is in the outbox
+            (``NodeCore.resume_ns``); without it ``covered`` acts as ``handover``.
+        hold_s: longest a message waits for its cover before it is acknowledged anyway.
     """
 
     def __init__(
@@ -105,14 +118,19 @@ class MqttSource:
         qos: int = 1,
         session_expiry_s: int = 3600,
         keepalive_s: int = 15,
-        receive_maximum: int = 256,
+        receive_maximum: int = 1024,
         sensor_levels: int = 1,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         max_frame_rows: int = 200_000,
         reconnect_min_s: float = 0.1,
         reconnect_max_s: float = 10.0,
         on_reject: Callable[[list[RejectRecord]], None] | None = None,
+        ack: str = "covered",
+        covered: Callable[[], int | None] | None = None,
+        hold_s: float = 10.0,
     ) -> None:
+        if ack not in ("covered", "handover"):
+            raise ValueError(f"ack: 'covered' or 'handover' (got {ack!r})")
         if qos not in (0, 1):
             raise ValueError(f"qos: 0 or 1 (got {qos})")
         self.catalog = catalog
@@ -125,6 +143,9 @@ class MqttSource:
         self._max_payload = max_payload_bytes
         self._reconnect = (reconnect_min_s, reconnect_max_s)
         self._on_reject = on_reject
+        self._ack_mode = ack
+        self._covered = covered
+        self._hold_s = hold_s
         self._decoder = PayloadDecoder(
             catalog, sensor_levels=sensor_levels, max_payload_bytes=max_payload_bytes
         )
@@ -150,6 +171,7 @@ class MqttSource:
         self.dropped_qos0 = 0
         self.redelivered_samples = 0
         self.acked = 0
+        self.acked_early = 0
 
     @classmethod
     def from_config(
@@ -158,8 +180,10 @@ class MqttSource:
         source: Any,
         catalog: SensorCatalog,
         on_reject: Callable[[list[RejectRecord]], None] | None = None,
+        covered: Callable[[], int | None] | None = None,
     ) -> MqttSource:
-        """The source of ``source`` (an ``MqttSourceConfig``) in node ``config``."""
+        """The source of ``source`` (an ``MqttSourceConfig``) in node ``config``;
+        ``covered`` returns the core's resume point (``NodeCore.resume_ns``)."""
         from edgeloop.node.config import mqtt_client_id, mqtt_topic
 
         return cls(
@@ -178,6 +202,9 @@ class MqttSource:
             reconnect_min_s=source.reconnect_min_s,
             reconnect_max_s=source.reconnect_max_s,
             on_reject=on_reject,
+            ack=source.ack,
+            covered=covered,
+            hold_s=source.ack_hold_s,
         )
 
     @property
@@ -199,6 +226,7 @@ class MqttSource:
             "dropped_qos0": self.dropped_qos0,
             "redelivered_samples": self.redelivered_samples,
             "acked": self.acked,
+            "acked_early": self.acked_early,
             "queued": self._queue.qsize(),
             "unacked": len(self._handed),
         }
@@ -258,8 +286,9 @@ class MqttSource:
         assert self._wake is not None
         while not self._closing:
             # Everything handed over before has been through the core and the outbox
-            # append (the consumer asks for the next frame only then): acknowledge it.
-            self._ack_handed()
+            # append (the consumer asks for the next frame only then): acknowledge what
+            # the acknowledgement policy lets go.
+            self._release()
             batch = self._take()
             if not batch:
                 # Tell paho's thread to wake us (it does not for every message: a wake-up
@@ -268,10 +297,17 @@ class MqttSource:
                 self._sleeping = True
                 batch = self._take()
                 if not batch:
-                    await self._wake.wait()
+                    # Held messages are released by age even when nothing arrives.
+                    wait = self._hold_s if self._handed else None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    self._sleeping = False
                     continue
                 self._sleeping = False
             frame = self._merge(batch)
+            now = time.monotonic()
+            for msg in batch:
+                msg.handed_at = now
             self._handed.extend(batch)
             if len(frame):
                 yield frame
@@ -297,12 +333,14 @@ class MqttSource:
                 frame, rejects = Frame.empty(), [self._oversized(msg)]
             else:
                 frame, rejects = self._decoder.decode(msg.topic, msg.payload)
+            msg.payload = b""  # a held message keeps its ids and newest time, not its bytes
             if rejects:
                 self.rejected_messages += 1
                 if self._on_reject is not None:
                     self._on_reject(rejects)
             if not len(frame):
                 continue
+            msg.newest_ns = int(frame.ts.max())  # a DUP copy waits for the same cover
             if msg.dup:  # maybe handed over before the connection was lost
                 fresh = frame.ts > self._high[frame.sensor]
                 self.redelivered_samples += int(len(frame) - np.count_nonzero(fresh))
@@ -324,6 +362,43 @@ class MqttSource:
             f"{msg.topic} payload",
             f"{msg.size} bytes > limit {self._max_payload}",
         )
+
+    def _release(self) -> None:
+        """PUBACK the handed-over messages the policy lets go (see the module docstring).
+
+        ``covered``: a message goes once its newest sample is older than the core's
+        resume point (its samples are in summary rows the outbox has committed), or at
+        once if it carried no samples. Held longer than ``hold_s``, or beyond half of
+        ``receive_maximum`` (the broker would stop sending), it goes anyway and counts
+        as ``acked_early``. ``handover``: every message goes.
+        """
+        if not self._handed:
+            return
+        if self._ack_mode == "handover" or self._covered is None:
+            self._ack_handed()
+            return
+        cover = self._covered()
+        limit = time.monotonic() - self._hold_s
+        go: list[_Message] = []
+        keep: list[_Message] = []
+        early = 0
+        for msg in self._handed:
+            if msg.newest_ns is None or (cover is not None and msg.newest_ns < cover):
+                go.append(msg)
+            elif msg.handed_at < limit:
+                go.append(msg)
+                early += 1
+            else:
+                keep.append(msg)
+        excess = len(keep) - self._receive_maximum // 2
+        if excess > 0:
+            go.extend(keep[:excess])
+            keep = keep[excess:]
+            early += excess
+        self.acked_early += early
+        self._handed = go
+        self._ack_handed()
+        self._handed = keep
 
     def _ack_handed(self) -> None:
         client, handed, self._handed = self._client, self._handed, []

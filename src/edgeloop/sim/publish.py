@@ -30,7 +30,7 @@ from edgeloop.sim.factory import FactorySim
 from edgeloop.telemetry.frame import Frame
 from edgeloop.transport.mqtt_session import new_client
 
-__all__ = ["PublishStats", "SimPublisher", "parse_broker"]
+__all__ = ["PublishStats", "SimPublisher", "aligned_start", "parse_broker"]
 
 Format = Literal["block", "json"]
 
@@ -47,6 +47,19 @@ def parse_broker(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536 or not host:
         raise ValueError(f"--broker: expected HOST:PORT, got {text!r}")
     return host, int(port)
+
+
+def aligned_start(tick_s: float, clock: Callable[[], int] = time.time_ns) -> int:
+    """The next multiple of ``tick_s`` on ``clock``: a simulator started there cuts its
+    messages on tick boundaries, so with a tick that divides a second no message spans
+    two summary periods (a node's ``ack: covered`` then never counts one twice after a
+    crash, docs/sources.md).
+
+    >>> aligned_start(0.1, lambda: 1_234_567_890)
+    1300000000
+    """
+    tick_ns = int(tick_s * 1e9)
+    return (clock() // tick_ns + 1) * tick_ns
 
 
 @dataclass
