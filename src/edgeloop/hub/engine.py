@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import StaticPool
 
 BACKENDS = ("sqlite", "postgresql")
@@ -54,9 +55,9 @@ def open_engine(url: str, *, echo: bool = False) -> HubEngine:
             f"{backend!r} is not supported; use one of {BACKENDS}"
         )
     if backend == "postgresql":
-        return HubEngine(
-            create_engine(url, echo=echo, pool_pre_ping=True), backend, contextlib.nullcontext()
-        )
+        engine = create_engine(url, echo=echo)
+        _ping_when_idle(engine)
+        return HubEngine(engine, backend, contextlib.nullcontext())
     if parsed.database in (None, "", ":memory:"):
         # One connection shared by every thread; the lock serializes its use.
         engine = create_engine(
@@ -72,6 +73,35 @@ def open_engine(url: str, *, echo: bool = False) -> HubEngine:
     )
     _sqlite_pragmas(engine, wal=True)
     return HubEngine(engine, backend, contextlib.nullcontext())
+
+
+IDLE_PING_S = 1.0
+"""A pooled PostgreSQL connection idle for longer is pinged before it is used again."""
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it sat idle for over
+    :data:`IDLE_PING_S` (a server restart or an idle timeout may have closed it): a
+    connection in steady use, as ingest keeps one, costs no round trip per batch. One
+    that dies while in use fails its transaction and is invalidated; the store retries
+    that batch on a new connection (``HubStore.ingest_report``)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["edgeloop_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("edgeloop_idle_since")
+        if since is None or time.monotonic() - since <= IDLE_PING_S:
+            return
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as exc:
+            # The pool discards this connection and checks out a new one.
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
 
 
 def _sqlite_pragmas(engine: Engine, *, wal: bool) -> None:
@@ -116,4 +146,4 @@ def _wal(cur: Any, attempts: int = 50) -> None:
             time.sleep(0.02 * (i + 1))
 
 
-__all__ = ["BACKENDS", "HubEngine", "open_engine"]
+__all__ = ["BACKENDS", "IDLE_PING_S", "HubEngine", "open_engine"]

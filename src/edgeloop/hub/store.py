@@ -40,7 +40,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from edgeloop.hub import dead_letters as dl
 from edgeloop.hub import ingest as ing
@@ -120,6 +120,7 @@ class HubStore:
         self.is_sqlite = self._hub.backend == "sqlite"
         self._encode_frame = encode_frame or _default_encode_frame
         self.integrity_retries = 0
+        self.reconnects = 0
 
     @classmethod
     def open(cls, url: str = "sqlite://", *, encode_frame: FrameEncoder | None = None) -> HubStore:
@@ -279,6 +280,13 @@ class HubStore:
                 self.integrity_retries += 1
                 if attempt == INTEGRITY_RETRIES - 1:
                     raise
+                continue
+            except DBAPIError as exc:
+                # The connection died under the transaction (a server restart): nothing
+                # was stored; the pool dropped it, so the retry runs on a new one.
+                if not exc.connection_invalidated or attempt == INTEGRITY_RETRIES - 1:
+                    raise
+                self.reconnects += 1
                 continue
             # The transaction committed when the block above exited: only now is it an ack.
             ack = Ack(node, out.watermark, out.accepted, out.duplicates, out.rejected)
