@@ -60,7 +60,7 @@ def sketch_entry(
     col = SketchCollector(node)
     start = T0 + period * PERIOD
     col.begin(version, "process", ref or reference(), start)
-    x = windows(300, seed=1000 * seq + hash(node) % 1000, load=load)
+    x = windows(300, seed=1000 * seq + int(node[2:]), load=load)
     n = len(x)
     feats = Features(
         "process",
@@ -94,9 +94,9 @@ def test_persistent_drift_is_judged_per_feature_and_triggers_retraining_once_acr
     store = HubStore.open(db_url)
     client = app_on(store, clock)
     register(client, "v1", 1)
-    # Periods 0-1 at the training load; 2-4 the plant runs harder: temp.mean (its spread)
+    # Periods 0-1 at the training load; 2-4 the plant runs twice as hard: temp.mean (its spread)
     # and current.mean (its level) move, temp.std and pressure.mean do not.
-    loads = [1.0, 1.0, 1.6, 1.6, 1.6]
+    loads = [1.0, 1.0, 2.0, 2.0, 2.0]
     seq = {"gw1": 0, "gw2": 0}
     for p in range(2):
         for node in seq:
@@ -172,7 +172,7 @@ def test_a_trigger_committed_but_not_delivered_is_delivered_after_a_restart_and_
     # wires retraining to the triggers, so that listener is taken away here.
     client.app.state.drift._callbacks.clear()  # type: ignore[attr-defined]
     register(client, "v1", 1)
-    send(client, "gw1", [sketch_entry("gw1", 1, 0, 1.6)])
+    send(client, "gw1", [sketch_entry("gw1", 1, 0, 2.0)])
     # Judged and committed, the hub stops before delivering (as when the ingest
     # observer judges: it never runs callbacks).
     clock.now_ns = T0 + PERIOD + PERIOD // 2
@@ -186,7 +186,7 @@ def test_a_trigger_committed_but_not_delivered_is_delivered_after_a_restart_and_
     got: list[RetrainTrigger] = []
     client.app.state.drift.on_trigger(got.append)  # type: ignore[attr-defined]
     for p in (1, 2, 3):  # drifted every period: periods 1-2 are in the cooldown
-        send(client, "gw1", [sketch_entry("gw1", p + 1, p, 1.6)])
+        send(client, "gw1", [sketch_entry("gw1", p + 1, p, 2.0)])
         judge_period(client, clock, p)
     assert [t.period - T0 // PERIOD for t in got] == [0, 3]
     assert len(ok(client.get("/v1/drift/triggers"))) == 2
@@ -242,7 +242,7 @@ def test_drift_status_cli_shows_the_fleet_and_nodes(store: HubStore) -> None:
     with BackgroundServer(app) as server:
         client = TestClient(app)
         register(client, "v1", 1)
-        send(client, "gw1", [sketch_entry("gw1", 1, 0, 1.6)])
+        send(client, "gw1", [sketch_entry("gw1", 1, 0, 2.0)])
         clock.now_ns = T0 + PERIOD + PERIOD // 2
         runner = CliRunner()
         res = runner.invoke(cli, ["drift", "status", "--hub", server.url, "--judge"])
