@@ -300,3 +300,23 @@ def test_a_queued_run_runs_in_the_worker_thread(store: HubStore, clock: Clock) -
         time.sleep(0.05)
     client.app.state.retrain.close()
     assert [(r["reason"], r["outcome"]) for r in runs] == [("queued", "rolled_out")]
+
+
+def test_a_run_abandoned_by_a_dead_hub_blocks_until_stale_then_is_marked_failed(
+    store: HubStore, clock: Clock
+) -> None:
+    client = hub(store, clock, replace(CONFIG, stale_s=600))
+    service = client.app.state.retrain
+    service._begin("died with its hub", "ann")  # a run whose hub was killed mid-run
+    clock.advance(60)
+    r = client.post("/v1/retrain", json={"actor": "bob"})
+    assert r.status_code == 409 and "in progress" in r.json()["error"]["detail"]
+    clock.advance(600)
+    done = ok(client.post("/v1/retrain", json={"actor": "bob"}), 201)
+    assert done["outcome"] == "refused"
+    first, second = ok(client.get("/v1/retrain/runs"))["runs"]
+    assert (first["outcome"], first["detail"]["why"]) == (
+        "failed",
+        "abandoned: still running after 600 s",
+    )
+    assert (second["actor"], second["outcome"]) == ("bob", "refused")

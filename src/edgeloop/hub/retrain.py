@@ -271,6 +271,16 @@ class RetrainService:
             )
             if busy:
                 raise RetrainBusy("retrain: a run is in progress (retrain_runs)")
+            # A run still marked running past stale_s died with its hub: say so.
+            conn.execute(
+                update(retrain_runs)
+                .where(c.outcome == "running")
+                .values(
+                    outcome="failed",
+                    detail={"why": f"abandoned: still running after {self.config.stale_s:g} s"},
+                    finished_ns=now,
+                )
+            )
             row = {
                 "reason": reason,
                 "actor": actor[:256],
