@@ -276,3 +276,17 @@ def test_hub_serve_names_a_bad_drift_flag(tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code == 2 and "drift.metric" in res.output, res.output
+
+
+def test_a_first_start_judges_only_the_recent_periods(store: HubStore) -> None:
+    clock = Clock(T0)
+    client = app_on(store, clock)
+    register(client, "v1", 1)
+    # Sketches of long ago and of the last period arrive at a hub that never judged: the
+    # first judgement (on their arrival) looks 10 periods back, 6 to 15.
+    clock.now_ns = T0 + 16 * PERIOD + PERIOD // 2
+    send(client, "gw1", [sketch_entry("gw1", 1, 0, 2.0), sketch_entry("gw1", 2, 15, 1.0)])
+    assert judge_period(client, clock, 15)["judged"] == []  # judged on arrival already
+    history = ok(client.get("/v1/drift/history"))
+    assert {h["period"] - T0 // PERIOD for h in history} == {15}
+    close(client)

@@ -109,7 +109,8 @@ class DriftService:
             (default: a quarter of the period).
         clock: hub clock in ns.
         registry: where the Prometheus instruments register (a fresh one by default).
-        lookback_periods: on a first start, how many past periods are judged.
+        lookback_periods: on a first start (no state in the database), how many past
+            periods are judged (older sketches are history, not a reason to retrain now).
     """
 
     def __init__(
@@ -122,7 +123,7 @@ class DriftService:
         grace_s: float | None = None,
         clock: Callable[[], int] = time.time_ns,
         registry: CollectorRegistry | None = None,
-        lookback_periods: int = 100,
+        lookback_periods: int = 10,
     ) -> None:
         if not period_s > 0:
             raise ConfigError(f"drift.period_s: must be > 0, got {period_s}")
