@@ -618,3 +618,27 @@ def structured(draw: st.DrawFn) -> bytes:
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 def test_fuzz_structured_envelopes(data: bytes) -> None:
     decode_all_or_codec_error(data)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda e: e["entries"][1].__setitem__(0, True), "batch.entries[1].seq"),
+        (lambda e: e["entries"][1].__setitem__(4, 2**63), "batch.entries[1].samples"),
+        (lambda e: e["entries"][1].__setitem__(5, 1.5), "batch.entries[1].created_ns"),
+        (lambda e: e["entries"][1].__setitem__(2, b"raw"), "batch.entries[1].kind"),
+        (lambda e: e["entries"].__setitem__(1, (2, 1)), "batch.entries[1]"),
+    ],
+)
+def test_batch_entry_checked_field_by_field_when_one_is_off(
+    mutate: Callable[[dict[str, Any]], None], field: str
+) -> None:
+    # Entries are checked with one test each; the one that fails it is decoded again
+    # field by field, so the error still names the entry and field.
+    entries = tuple(Entry(s, Priority.RAW, "raw", b"r", 10, T0) for s in (1, 2, 3))
+    good = codec.encode_batch(Batch("gw1", 0, entries, {}, T0))
+    assert codec.decode_batch(good).entries == entries
+    bad = repack(good, mutate)
+    with pytest.raises(CodecError) as info:
+        codec.decode_batch(bad)
+    assert info.value.field == field

@@ -60,6 +60,8 @@ import numpy as np
 from edgeloop.errors import RejectReason
 from edgeloop.outbox.base import Entry, Priority
 from edgeloop.telemetry.codec_core import (
+    _I64_MAX,
+    _I64_MIN,
     _NAMES_PER_SAMPLE_SKIP,
     MAX_DECODED_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -267,24 +269,53 @@ def decode_batch(data: bytes) -> Batch:
         if not isinstance(key, str):
             _fail("batch.status", RejectReason.WRONG_TYPE, f"key {key!r:.40} is not a str")
     rows = _list(_get(env, "entries", "batch"), "batch.entries")
-    entries = [_dec_entry(obj, f"batch.entries[{i}]") for i, obj in enumerate(rows)]
+    return Batch(
+        node=node,
+        after_seq=after,
+        entries=_dec_entries(rows, after),
+        status=status,
+        sent_ns=sent,
+        epoch=epoch,
+    )
+
+
+def _dec_entries(rows: list[Any], after: int) -> tuple[Entry, ...]:
+    """The entries of a batch, their seqs ascending above ``after``.
+
+    One test per entry for the common case (every field of its type and in range); an
+    entry that fails it is decoded again field by field, which names what is wrong.
+    """
+    out: list[Entry] = []
     prev = after
-    for i, e in enumerate(entries):
+    priorities = _PRIORITIES
+    for i, row in enumerate(rows):
+        if type(row) is list and len(row) == 6:
+            seq, prio, kind, payload, samples, created = row
+            if (
+                type(seq) is int
+                and type(prio) is int
+                and type(kind) is str
+                and type(payload) is bytes
+                and type(samples) is int
+                and type(created) is int
+                and prio in priorities
+                and prev < seq <= _I64_MAX
+                and _I64_MIN <= samples <= _I64_MAX
+                and _I64_MIN <= created <= _I64_MAX
+            ):
+                out.append(Entry(seq, priorities[prio], kind, payload, samples, created))
+                prev = seq
+                continue
+        e = _dec_entry(row, f"batch.entries[{i}]")
         if e.seq <= prev:
             _fail(
                 f"batch.entries[{i}].seq",
                 RejectReason.MALFORMED,
                 f"seq {e.seq} not above {prev} (entries ascend after after_seq={after})",
             )
+        out.append(e)
         prev = e.seq
-    return Batch(
-        node=node,
-        after_seq=after,
-        entries=tuple(entries),
-        status=status,
-        sent_ns=sent,
-        epoch=epoch,
-    )
+    return tuple(out)
 
 
 def encode_ack(ack: Ack) -> bytes:
