@@ -153,6 +153,21 @@ def _filter_problem(topic: str) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MqttTlsConfig:
+    """TLS to the broker: ``ca_file`` verifies the broker's certificate; ``cert_file`` and
+    ``key_file`` (both or neither) are the node's own certificate for mutual TLS."""
+
+    __pydantic_config__ = FORBID_EXTRA
+    ca_file: Annotated[str, MinLen(1)]
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise FieldProblem("cert_file", "cert_file and key_file go together")
+
+
+@dataclass(frozen=True, kw_only=True)
 class MqttSourceConfig:
     """Sensors publish to the node through an MQTT broker (``node/mqtt_source.py``).
 
@@ -165,6 +180,8 @@ class MqttSourceConfig:
     ``sensor_levels`` topic levels, joined with ``.``. ``ack: covered`` PUBACKs a message
     once its samples are in committed summary rows (at most ``ack_hold_s`` later than its
     hand-over), ``ack: handover`` right after the hand-over (docs/sources.md).
+    ``tls`` and ``username`` / ``password_file`` (the password is read from that file
+    when the node starts, never written in the config) authenticate to the broker.
     """
 
     __pydantic_config__ = FORBID_EXTRA
@@ -184,6 +201,9 @@ class MqttSourceConfig:
     reconnect_max_s: Annotated[float, Gt(0.0)] = 10.0
     ack: Literal["covered", "handover"] = "covered"
     ack_hold_s: Annotated[float, Gt(0.0)] = 10.0
+    tls: MqttTlsConfig | None = None
+    username: str | None = None
+    password_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.topic is not None:
@@ -192,6 +212,8 @@ class MqttSourceConfig:
                 raise FieldProblem("topic", f"{self.topic!r} is not a topic filter: {why}")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise FieldProblem("reconnect_max_s", "must be >= reconnect_min_s")
+        if self.password_file is not None and self.username is None:
+            raise FieldProblem("password_file", "needs a username")
 
 
 SourceConfig = Annotated[

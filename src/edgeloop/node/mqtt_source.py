@@ -49,22 +49,33 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from edgeloop.errors import RejectReason
+from edgeloop.errors import ConfigError, RejectReason
 from edgeloop.node.sensor_payload import PayloadDecoder
 from edgeloop.telemetry.frame import Frame, SensorCatalog
 from edgeloop.telemetry.validate import MAX_PAYLOAD_BYTES, RejectRecord
 from edgeloop.transport.mqtt_session import connect_properties, new_client
 
-__all__ = ["MqttSource"]
+__all__ = ["MqttSource", "Tls"]
 
 QOS0_SLACK = 1024
 """Queue room for QoS 0 messages beyond ``receive_maximum`` (dropped when it is full)."""
 _NEVER = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """TLS files: the CA that signed the broker's certificate, and the node's own
+    certificate and key for mutual TLS (both or neither)."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 @dataclass(slots=True)
@@ -105,6 +116,8 @@ class MqttSource:
         covered: the data time before which every sample handed over is in the outbox
             (``NodeCore.resume_ns``); without it ``covered`` acts as ``handover``.
         hold_s: longest a message waits for its cover before it is acknowledged anyway.
+        tls: CA file and optional client certificate and key (mutual TLS).
+        username, password: broker credentials.
     """
 
     def __init__(
@@ -128,6 +141,9 @@ class MqttSource:
         ack: str = "covered",
         covered: Callable[[], int | None] | None = None,
         hold_s: float = 10.0,
+        tls: Tls | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         if ack not in ("covered", "handover"):
             raise ValueError(f"ack: 'covered' or 'handover' (got {ack!r})")
@@ -146,6 +162,8 @@ class MqttSource:
         self._ack_mode = ack
         self._covered = covered
         self._hold_s = hold_s
+        self._tls = tls
+        self._auth = (username, password) if username is not None else None
         self._decoder = PayloadDecoder(
             catalog, sensor_levels=sensor_levels, max_payload_bytes=max_payload_bytes
         )
@@ -186,6 +204,15 @@ class MqttSource:
         ``covered`` returns the core's resume point (``NodeCore.resume_ns``)."""
         from edgeloop.node.config import mqtt_client_id, mqtt_topic
 
+        password = None
+        if source.password_file is not None:
+            try:
+                password = Path(source.password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"password_file: cannot read {source.password_file} ({exc.strerror})"
+                ) from None
+        tls = source.tls
         return cls(
             catalog,
             source.host,
@@ -205,6 +232,9 @@ class MqttSource:
             ack=source.ack,
             covered=covered,
             hold_s=source.ack_hold_s,
+            tls=Tls(tls.ca_file, tls.cert_file, tls.key_file) if tls is not None else None,
+            username=source.username,
+            password=password,
         )
 
     @property
@@ -248,6 +278,12 @@ class MqttSource:
         client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        if self._tls is not None:
+            client.tls_set(
+                ca_certs=self._tls.ca_file, certfile=self._tls.cert_file, keyfile=self._tls.key_file
+            )
+        if self._auth is not None:
+            client.username_pw_set(*self._auth)
         client.connect_async(
             self.host,
             self.port,
@@ -466,10 +502,14 @@ class MqttSource:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self._gen += 1
-        self.connected = False
-        if not self._closing:
+        was_connected, self.connected = self.connected, False
+        if self._closing:
+            return
+        if was_connected:
             self.disconnects += 1
             self.last_error = f"disconnected: {reason}"
+        elif not self.last_error.startswith("connect refused"):  # keep the broker's reason
+            self.last_error = f"connection closed before the broker accepted it: {reason}"
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
         self.last_error = f"cannot connect to {self.host}:{self.port}"
