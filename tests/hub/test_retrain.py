@@ -204,6 +204,15 @@ def test_retrain_registers_a_version_from_node_samples_and_starts_a_canary(
     assert data["end_ns"] - data["start_ns"] == 3 * 60 * SEC
     assert shown["manifest"]["metrics"] == m
     assert shown["manifest"]["input_schema"]["feature_names"] == list(NAMES)
+    # The edge format was measured, not assumed: fp32 vs int8 on the held-back rows, and
+    # the registered artifact is the variant the measurement chose.
+    q = shown["manifest"]["quantisation"]
+    assert q["metric"] == "alert_agreement" and q["fp32_bytes"] > 0 and q["int8_bytes"] > 0
+    as_good = q["int8_quality"] >= q["fp32_quality"]
+    gains = q["int8_bytes"] < q["fp32_bytes"] or q["int8_us"] < q["fp32_us"]
+    assert q["chosen"] == ("int8" if as_good and gains else "fp32")
+    chosen_bytes = q["int8_bytes"] if q["chosen"] == "int8" else q["fp32_bytes"]
+    assert shown["manifest"]["size"] == chosen_bytes
 
     (rollout,) = ok(client.get("/v1/rollouts"))["rollouts"]
     assert (rollout["id"], rollout["challenger"]) == (result["rollout_id"], version)

@@ -223,6 +223,11 @@ class RetrainService:
         )
         if failures:
             raise _Refused("evaluation: " + "; ".join(failures), metrics, dataset)
+        quantisation = None
+        if cfg.quantise:  # int8 only where the measurement shows it pays (learn.quantise)
+            from edgeloop.learn.quantise import measure_quantisation
+
+            quantisation, artifact = measure_quantisation(artifact, names, group, hold)
         stamp = datetime.fromtimestamp(now / SEC, UTC).strftime("%Y%m%dT%H%M%S")
         version = f"{cfg.version_prefix}{run}-{stamp}"
         manifest = describe(
@@ -238,6 +243,7 @@ class RetrainService:
             created_ns=now,
             metrics=metrics,
             parent=champion,
+            quantisation=quantisation,
         )
         self.plane.put_artifact(artifact)
         self.plane.register(manifest.to_dict(), actor, reason=f"retrain run {run}: {reason}")

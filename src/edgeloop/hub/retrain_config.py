@@ -33,6 +33,9 @@ class RetrainConfig:
         start_rollout: ``False`` registers without rolling out.
         stale_s: a run still marked running after this long is taken as dead.
         version_prefix: versions are named ``<prefix><run id>-<UTC time>``.
+        quantise: measure the int8 variant against fp32 on the held-back rows and ship
+            it where it is smaller or faster and decides every row alike (the manifest
+            records the measurement either way).
     """
 
     window_s: float = 24 * 3600.0
@@ -50,6 +53,7 @@ class RetrainConfig:
     start_rollout: bool = True
     stale_s: float = 3600.0
     version_prefix: str = "rt"
+    quantise: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout_fraction < 1:
