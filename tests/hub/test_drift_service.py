@@ -290,3 +290,38 @@ def test_a_first_start_judges_only_the_recent_periods(store: HubStore) -> None:
     history = ok(client.get("/v1/drift/history"))
     assert {h["period"] - T0 // PERIOD for h in history} == {15}
     close(client)
+
+
+def test_two_hub_replicas_judge_a_period_once_and_deliver_its_trigger_once(db_url: str) -> None:
+    import threading
+
+    cfg = DriftConfig(metric="psi", threshold=0.25, min_samples=100, persistence=1)
+    clock = Clock(T0)
+    stores = [HubStore.open(db_url), HubStore.open(db_url)]
+    clients = [app_on(s, clock, cfg) for s in stores]
+    register(clients[0], "v1", 1)
+    send(clients[0], "gw1", [sketch_entry("gw1", 1, 0, 2.0)])
+    send(clients[1], "gw2", [sketch_entry("gw2", 1, 0, 2.0)])
+    got: list[tuple[int, RetrainTrigger]] = []
+    services = [c.app.state.drift for c in clients]  # type: ignore[attr-defined]
+    for i, svc in enumerate(services):
+        svc.on_trigger(lambda t, i=i: got.append((i, t)))
+    clock.now_ns = T0 + PERIOD + PERIOD // 2
+    results: list[Any] = [None, None]
+    go = threading.Barrier(2)
+
+    def judge(i: int) -> None:
+        go.wait()
+        results[i] = services[i].judge_due()
+
+    threads = [threading.Thread(target=judge, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(len(r) for r in results) == [0, 1]  # one replica judged the period
+    assert len(got) == 1 and got[0][1].scope == "*"
+    history = ok(clients[1].get("/v1/drift/history"))
+    assert sorted(h["scope"] for h in history) == ["*", "gw1", "gw2"]
+    for c, s in zip(clients, stores, strict=True):
+        close(c, s)

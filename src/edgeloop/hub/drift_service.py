@@ -144,6 +144,7 @@ class DriftService:
         self._refs: dict[str, Sketch] = {}
         self._last_period: int | None = None
         self._deliver = threading.Lock()
+        self._judging = threading.Lock()  # the ticker and ingest threads: one at a time
 
     # -- wiring ------------------------------------------------------------------------------
     def on_trigger(self, callback: Callable[[RetrainTrigger], None]) -> None:
@@ -188,10 +189,11 @@ class DriftService:
         undelivered triggers to the callbacks. Returns what was judged."""
         now = self.clock() if now_ns is None else now_ns
         due = (now - self.grace_ns) // self.period_ns - 1
-        if self._last_period is not None and due <= self._last_period:
-            judged: list[Judged] = []
-        else:
-            judged = self._judge(due, now)
+        with self._judging:
+            if self._last_period is not None and due <= self._last_period:
+                judged: list[Judged] = []
+            else:
+                judged = self._judge(due, now)
         if deliver:
             self.deliver_pending()
         return judged
