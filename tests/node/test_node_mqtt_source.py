@@ -273,30 +273,40 @@ def test_covered_acks_wait_until_the_outbox_holds_the_samples(
     cid = f"c-{uuid.uuid4()}"
     proxy = NetProxy(mqtt_broker.host, mqtt_broker.port).start_in_thread()
     cover: list[int | None] = [None]
-    end_of = [T0 + (i + 1) * 100 * 500_000 for i in range(3)]  # just after block i
+    entries = [0]  # summary entries the "core" has produced
+    end_of = [T0 + (i + 1) * 100 * 500_000 for i in range(5)]  # just after block i
 
     async def first_life() -> dict[str, Any]:
-        src, _ = source(proxy.host, proxy.port, prefix, cid, covered=lambda: cover[0])
+        src, _ = source(
+            proxy.host, proxy.port, prefix, cid, progress=lambda: (entries[0], cover[0])
+        )
         assert await src.wait_subscribed(10)
         it = src.__aiter__()
         for i in range(3):
             probe.publish(f"{prefix}/m1.vib", block(i))
         await take(it, 300)  # all handed over; none covered yet
-        cover[0] = end_of[0]  # the outbox now holds block 0's samples
-        nxt = asyncio.ensure_future(it.__anext__())  # asking again releases block 0
-        await asyncio.sleep(0.3)
+        # A resume point past block 0, but from an entry produced before the hand-over
+        # (a late sample's row is not in it): asking for the next frame releases nothing.
+        cover[0] = end_of[0]
+        probe.publish(f"{prefix}/m1.vib", block(3))
+        await take(it, 100)
+        assert src.status()["acked"] == 0
+        # An entry produced after the hand-over: the outbox holds block 0's samples.
+        entries[0] += 1
+        probe.publish(f"{prefix}/m1.vib", block(4))
+        await take(it, 100)
+        await asyncio.sleep(0.3)  # the PUBACK reaches the broker
         st = src.status()
-        proxy.cut()  # kill -9: blocks 1 and 2 were handed over but not covered
-        nxt.cancel()
+        proxy.cut()  # kill -9: blocks 1 to 4 were handed over but not covered
         await src.close()
         return st
 
     async def second_life() -> tuple[list[float], dict[str, Any]]:
         src, _ = source(
-            mqtt_broker.host, mqtt_broker.port, prefix, cid, hold_s=0.2, covered=lambda: None
+            mqtt_broker.host, mqtt_broker.port, prefix, cid, hold_s=0.2, progress=lambda: (0, None)
         )
         it = src.__aiter__()
-        again = await take(it, 200)
+        again = await take(it, 400)
         nxt = asyncio.ensure_future(it.__anext__())
         await asyncio.sleep(0.6)  # no cover ever comes here: released after hold_s
         st = src.status()
@@ -309,6 +319,6 @@ def test_covered_acks_wait_until_the_outbox_holds_the_samples(
         again, st2 = asyncio.run(second_life())
     finally:
         proxy.stop_thread()
-    assert (st1["acked"], st1["unacked"], st1["acked_early"]) == (1, 2, 0)
-    assert again == list(range(100, 300))  # blocks 1 and 2 came back; block 0 did not
-    assert (st2["acked"], st2["acked_early"]) == (2, 2)
+    assert (st1["acked"], st1["unacked"], st1["acked_early"]) == (1, 4, 0)
+    assert again == list(range(100, 500))  # blocks 1 to 4 came back; block 0 did not
+    assert (st2["acked"], st2["acked_early"]) == (4, 4)

@@ -174,7 +174,11 @@ async def run_node(
             from edgeloop.node.mqtt_source import MqttSource
 
             mqtt_src = MqttSource.from_config(
-                cfg, src, catalog, on_reject=core.reject, covered=lambda: core.resume_ns
+                cfg,
+                src,
+                catalog,
+                on_reject=core.reject,
+                progress=lambda: (core.counters.summary_entries, core.resume_ns),
             )
             mqtt_sources.append(mqtt_src)
             runtime.source_status[f"mqtt:{mqtt_src.topic}"] = mqtt_src.status

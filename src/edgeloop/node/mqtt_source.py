@@ -61,7 +61,10 @@ from edgeloop.telemetry.frame import Frame, SensorCatalog
 from edgeloop.telemetry.validate import MAX_PAYLOAD_BYTES, RejectRecord
 from edgeloop.transport.mqtt_session import connect_properties, new_client
 
-__all__ = ["MqttSource", "Tls"]
+__all__ = ["MqttSource", "Progress", "Tls"]
+
+Progress = Callable[[], tuple[int, int | None]]
+"""The core's summary entries produced so far and its resume point (see ``ack``)."""
 
 QOS0_SLACK = 1024
 """Queue room for QoS 0 messages beyond ``receive_maximum`` (dropped when it is full)."""
@@ -89,6 +92,7 @@ class _Message:
     size: int
     newest_ns: int | None = None  # newest sample time of the message, once decoded
     handed_at: float = 0.0  # time.monotonic() when handed to the core
+    entries_at: int = 0  # summary entries the core had produced before it was handed over
 
 
 class MqttSource:
@@ -111,10 +115,11 @@ class MqttSource:
         on_reject: called in the loop with the rejects of each bad message
             (``NodeCore.reject``: counted, sent upstream).
         ack: ``covered`` (PUBACK once the message's samples are in committed summary
-            rows, per ``covered``) or ``handover`` (once its frame went through the core
-            and the outbox append).
-        covered: the data time before which every sample handed over is in the outbox
-            (``NodeCore.resume_ns``); without it ``covered`` acts as ``handover``.
+            rows, per ``progress``) or ``handover`` (once its frame went through the
+            core and the outbox append).
+        progress: the core's summary entries produced so far and its resume point
+            (``NodeCore.counters.summary_entries``, ``NodeCore.resume_ns``); without it
+            ``covered`` acts as ``handover``.
         hold_s: longest a message waits for its cover before it is acknowledged anyway.
         tls: CA file and optional client certificate and key (mutual TLS).
         username, password: broker credentials.
@@ -139,7 +144,7 @@ class MqttSource:
         reconnect_max_s: float = 10.0,
         on_reject: Callable[[list[RejectRecord]], None] | None = None,
         ack: str = "covered",
-        covered: Callable[[], int | None] | None = None,
+        progress: Progress | None = None,
         hold_s: float = 10.0,
         tls: Tls | None = None,
         username: str | None = None,
@@ -160,7 +165,7 @@ class MqttSource:
         self._reconnect = (reconnect_min_s, reconnect_max_s)
         self._on_reject = on_reject
         self._ack_mode = ack
-        self._covered = covered
+        self._progress = progress
         self._hold_s = hold_s
         self._tls = tls
         self._auth = (username, password) if username is not None else None
@@ -198,10 +203,10 @@ class MqttSource:
         source: Any,
         catalog: SensorCatalog,
         on_reject: Callable[[list[RejectRecord]], None] | None = None,
-        covered: Callable[[], int | None] | None = None,
+        progress: Progress | None = None,
     ) -> MqttSource:
         """The source of ``source`` (an ``MqttSourceConfig``) in node ``config``;
-        ``covered`` returns the core's resume point (``NodeCore.resume_ns``)."""
+        ``progress`` reports the core's summary entries and resume point."""
         from edgeloop.node.config import mqtt_client_id, mqtt_topic
 
         password = None
@@ -230,7 +235,7 @@ class MqttSource:
             reconnect_max_s=source.reconnect_max_s,
             on_reject=on_reject,
             ack=source.ack,
-            covered=covered,
+            progress=progress,
             hold_s=source.ack_hold_s,
             tls=Tls(tls.ca_file, tls.cert_file, tls.key_file) if tls is not None else None,
             username=source.username,
@@ -342,8 +347,9 @@ class MqttSource:
                 self._sleeping = False
             frame = self._merge(batch)
             now = time.monotonic()
+            entries = self._progress()[0] if self._progress is not None else 0
             for msg in batch:
-                msg.handed_at = now
+                msg.handed_at, msg.entries_at = now, entries
             self._handed.extend(batch)
             if len(frame):
                 yield frame
@@ -403,23 +409,26 @@ class MqttSource:
         """PUBACK the handed-over messages the policy lets go (see the module docstring).
 
         ``covered``: a message goes once its newest sample is older than the core's
-        resume point (its samples are in summary rows the outbox has committed), or at
-        once if it carried no samples. Held longer than ``hold_s``, or beyond half of
+        resume point *and* a summary entry was produced after it was handed over (so a
+        late sample, whose period had closed before it came, is in a committed row too),
+        or at once if it carried no samples. Held longer than ``hold_s``, or beyond half of
         ``receive_maximum`` (the broker would stop sending), it goes anyway and counts
         as ``acked_early``. ``handover``: every message goes.
         """
         if not self._handed:
             return
-        if self._ack_mode == "handover" or self._covered is None:
+        if self._ack_mode == "handover" or self._progress is None:
             self._ack_handed()
             return
-        cover = self._covered()
+        entries, cover = self._progress()
         limit = time.monotonic() - self._hold_s
         go: list[_Message] = []
         keep: list[_Message] = []
         early = 0
         for msg in self._handed:
-            if msg.newest_ns is None or (cover is not None and msg.newest_ns < cover):
+            if msg.newest_ns is None or (
+                cover is not None and msg.newest_ns < cover and entries > msg.entries_at
+            ):
                 go.append(msg)
             elif msg.handed_at < limit:
                 go.append(msg)
