@@ -254,6 +254,21 @@ def test_drift_status_cli_shows_the_fleet_and_nodes(store: HubStore) -> None:
         data = json.loads(res.output)
         assert [s["scope"] for s in data["scopes"]] == ["*", "gw1"]
         assert data["fleet"][0]["streak"] == 1
+        res = runner.invoke(cli, ["drift", "history", "--hub", server.url, "--scope", "gw1"])
+        assert res.exit_code == 0, res.output
+        assert "gw1" in res.output and "drifted" in res.output and "fleet" not in res.output
+        res = runner.invoke(cli, ["drift", "history", "--hub", server.url, "--json"])
+        assert [h["scope"] for h in json.loads(res.output)] == ["*", "gw1"]
+        res = runner.invoke(cli, ["drift", "triggers", "--hub", server.url, "--json"])
+        assert res.exit_code == 0 and json.loads(res.output) == []
+        # Two more drifted periods: the third in a row triggers retraining.
+        send(client, "gw1", [sketch_entry("gw1", 2, 1, 2.0), sketch_entry("gw1", 3, 2, 2.0)])
+        clock.now_ns = T0 + 3 * PERIOD + PERIOD // 2
+        res = runner.invoke(cli, ["drift", "status", "--hub", server.url, "--judge"])
+        assert "1 retraining trigger(s)" in res.output and "psi above 0.25" in res.output
+        res = runner.invoke(cli, ["drift", "triggers", "--hub", server.url])
+        assert res.exit_code == 0, res.output
+        assert "drift triggers (1)" in res.output and "current.mean" in res.output
         close(client)
 
 

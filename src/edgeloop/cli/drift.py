@@ -1,4 +1,5 @@
-"""``edgeloop drift``: drift of the fleet's features against the models' training data."""
+"""``edgeloop drift status|history|triggers``: drift of the fleet's features against the
+models' training data, as the hub judged it (``GET /v1/drift...``)."""
 
 from __future__ import annotations
 
@@ -69,5 +70,70 @@ def status(
             _print("no retraining trigger yet")
         if d["rejected"]:
             _print(f"refused sketches: {d['rejected']}")
+
+    emit(data, as_json, render)
+
+
+@app.command("history")
+def history(
+    hub: Hub = DEFAULT_HUB,
+    as_json: AsJson = False,
+    scope: Annotated[
+        str | None, typer.Option(help="A node id, or * for the fleet (default: every scope).")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="One model version only.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Periods shown, newest first.")] = 50,
+) -> None:
+    """Judged periods, newest first: verdict, streak and drifted features per scope."""
+    with hub_client(hub) as c:
+        data = c.get("/v1/drift/history", scope=scope, version=version, limit=limit)
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        from rich.table import Table
+
+        t = Table(title=f"drift history ({len(rows)} rows)")
+        for col in ("period end", "model", "scope", "verdict", "streak", "drifted"):
+            t.add_column(col)
+        for s in rows:
+            colour = {"drifted": "red", "calm": "green"}.get(s["verdict"], "yellow")
+            t.add_row(
+                when(s["period_end_ns"]),
+                s["version"],
+                "fleet" if s["scope"] == "*" else s["scope"],
+                f"[{colour}]{s['verdict']}[/]",
+                str(s["streak"]),
+                ", ".join(s["drifted_features"]) or "-",
+            )
+        _print(t)
+
+    emit(data, as_json, render)
+
+
+@app.command("triggers")
+def triggers(
+    hub: Hub = DEFAULT_HUB,
+    as_json: AsJson = False,
+    limit: Annotated[int, typer.Option(min=1, help="Triggers shown, newest first.")] = 20,
+) -> None:
+    """Retraining triggers, newest first, and whether their callbacks got them."""
+    with hub_client(hub) as c:
+        data = c.get("/v1/drift/triggers", limit=limit)
+
+    def render(rows: list[dict[str, Any]]) -> None:
+        from rich.table import Table
+
+        t = Table(title=f"drift triggers ({len(rows)})")
+        for col in ("at", "model", "scope", "streak", "features", "delivered"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(
+                when(r["at_ns"]),
+                r["version"],
+                "fleet" if r["scope"] == "*" else r["scope"],
+                str(r["streak"]),
+                ", ".join(r["features"]),
+                when(r["delivered_ns"]) if r["delivered_ns"] is not None else "[yellow]pending[/]",
+            )
+        _print(t)
 
     emit(data, as_json, render)
