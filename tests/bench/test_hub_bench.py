@@ -84,3 +84,5 @@ def test_cli_bench_reports_the_hub_row_or_why_not(tmp_path: Path) -> None:
     assert figures["hub_ingest_pg_events_per_s"] is None
     assert "OperationalError" in figures["hub_ingest_pg_error"]
     assert figures["outbox_rows_per_s"] > 0
+    # The uplink row names the outbox its figure used.
+    assert figures["mqtt_outbox_durable"] == 0 and "memory" in result.output

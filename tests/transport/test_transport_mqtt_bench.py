@@ -32,10 +32,17 @@ def test_decode_and_ack_advances_the_watermark_only_in_order() -> None:
         path.ingest(encoded(5, range(6, 7)), sender="gw2")
 
 
-def test_a_small_run_delivers_everything_on_both_sides(mqtt_broker: Broker) -> None:
+@pytest.mark.parametrize("outbox", ["memory", "sqlite"])
+def test_a_small_run_delivers_everything_on_both_sides(mqtt_broker: Broker, outbox: str) -> None:
     figures = bench_mqtt(
-        400, batch_bytes=64 * 1024, reps=1, broker=(mqtt_broker.host, mqtt_broker.port)
+        400,
+        batch_bytes=64 * 1024,
+        reps=1,
+        broker=(mqtt_broker.host, mqtt_broker.port),
+        outbox=outbox,
     )
+    # The result says which outbox the node used (the durable one is much slower).
+    assert figures["mqtt_outbox_durable"] == (outbox == "sqlite") and figures["mqtt_reps"] == 1
     assert figures["mqtt_uplink_samples_per_s"] > 0 and figures["paho_raw_samples_per_s"] > 0
     assert figures["ratio_vs_paho"] == pytest.approx(
         figures["mqtt_uplink_samples_per_s"] / figures["paho_raw_samples_per_s"]

@@ -32,7 +32,7 @@ figure (``hub_ingest_pg_events_per_s``), measured on its own; here the hub's rec
 path is :class:`DecodeAndAck`. Samples/s count the samples of the entries delivered
 (``Entry.samples``): raw frames of 1,000 float32 samples, ~3.6 kB each encoded.
 
-Run: ``python -m edgeloop.bench.mqtt_bench`` (or ``edgeloop bench``).
+Run: ``python -m edgeloop.bench.mqtt_bench [memory|sqlite]`` (or ``edgeloop bench``).
 """
 
 from __future__ import annotations
@@ -357,7 +357,7 @@ def bench_mqtt(
     batch_bytes: int = 1 << 20,
     window_batches: int = WINDOW_BATCHES,
     outbox: str = "memory",
-    reps: int = 5,
+    reps: int = 9,
     broker: tuple[str, int] | None = None,
 ) -> dict[str, float]:
     """Median samples/s of the node's MQTT uplink (end-to-end acks) and of raw paho.
@@ -366,8 +366,11 @@ def bench_mqtt(
         entries: raw-frame entries per repetition (1,000 samples each).
         batch_bytes: the uplink's ``max_batch_bytes`` (both sides send these batches).
         window_batches: the node's window of unacknowledged batches.
-        outbox: ``"memory"`` or ``"sqlite"`` (durable, WAL).
-        reps: repetitions of each side, alternating, after one untimed warm-up each.
+        outbox: ``"memory"`` or ``"sqlite"`` (durable, WAL); ``mqtt_outbox_durable``
+            in the result says which (0 or 1).
+        reps: repetitions of each side, alternating, after one untimed warm-up each
+            (one repetition moves ~115 MB in about a second: single ones scatter by
+            +-40 % on a shared machine, so the default takes nine).
         broker: ``(host, port)`` of a running broker; default: a private Mosquitto if
             the binary is installed, else 127.0.0.1:1883.
 
@@ -439,6 +442,8 @@ def bench_mqtt(
         "mqtt_batches_per_rep": float(n_batches),
         "mqtt_batch_bytes": float(batch_bytes),
         "mqtt_window_batches": float(window_batches),
+        "mqtt_outbox_durable": float(outbox == "sqlite"),
+        "mqtt_reps": float(reps),
     }
 
 
@@ -448,7 +453,8 @@ def main(argv: list[str]) -> None:  # pragma: no cover - a script
     elif argv[:1] == ["count"]:
         _serve_counter(argv[1], int(argv[2]))
     else:
-        print(json.dumps(bench_mqtt(), indent=2))
+        outbox = argv[0] if argv else "memory"
+        print(json.dumps(bench_mqtt(outbox=outbox), indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover
