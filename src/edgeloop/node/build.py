@@ -187,14 +187,5 @@ def attach_samples(config: NodeConfig, core: NodeCore) -> SampleCollector:
         max_score_ratio=c.max_score_ratio,
         seed=c.seed,
     )
-    before = core.score_sink
-    if before is None:
-        core.score_sink = collector
-    else:
-
-        def both(feats: Features, scores: Scores) -> None:
-            before(feats, scores)
-            collector(feats, scores)
-
-        core.score_sink = both
+    add_score_sink(core, collector)
     return collector
