@@ -46,6 +46,7 @@ def run_scenario(
             "false_alarms_per_hour_peak",
             "false_alarms_per_hour_after",
             "recall_after",
+            "false_alarms_per_hour_by_source",
             "offline_node_converged_s",
             "retrained_version",
             "promoted",

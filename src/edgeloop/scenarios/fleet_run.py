@@ -316,6 +316,9 @@ class FleetRun:
             self.configs[gw.name] = cfg
             path = self.workdir / f"{gw.name}.yaml"
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            before = self.procs.get(gw.name)
+            if before is not None and before.poll() is None:
+                raise RuntimeError(f"{gw.name}: its previous process is still running")
             old = self.logs.get(gw.name)
             if old is not None:
                 old.close()
@@ -345,7 +348,7 @@ class FleetRun:
             )
 
     def running(self) -> bool:
-        return any(p.poll() is None for p in self.procs.values())
+        return any([p.poll() is None for p in self.procs.values()])  # poll every one
 
     def wait(self, pred: Any, timeout_s: float, poll_s: float = 0.2) -> float | None:
         """Wait until ``pred(fleet status)`` holds; its time (s since t0) or ``None``."""
