@@ -322,3 +322,19 @@ def test_covered_acks_wait_until_the_outbox_holds_the_samples(
     assert (st1["acked"], st1["unacked"], st1["acked_early"]) == (1, 4, 0)
     assert again == list(range(100, 500))  # blocks 1 to 4 came back; block 0 did not
     assert (st2["acked"], st2["acked_early"]) == (4, 4)
+
+
+def test_a_block_missing_upstream_is_counted_as_a_gap(
+    mqtt_broker: Broker, probe: MqttProbe, prefix: str
+) -> None:
+    async def go() -> dict[str, Any]:
+        src, _ = source(mqtt_broker.host, mqtt_broker.port, prefix, f"c-{uuid.uuid4()}")
+        assert await src.wait_subscribed(10)
+        for i in (0, 1, 3, 4):  # block 2 never arrives (dropped by a sensor or a broker)
+            probe.publish(f"{prefix}/m1.vib", block(i))
+        await take(src.__aiter__(), 400)
+        await src.close()
+        return src.status()
+
+    st = asyncio.run(go())
+    assert (st["block_gaps"], st["block_gap_samples"]) == (1, 100)

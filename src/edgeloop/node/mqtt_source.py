@@ -33,6 +33,10 @@ Delivery (QoS 1, the default):
 * After a reconnect the broker redelivers what was not acknowledged, marked DUP; samples
   of a DUP message at or before the newest timestamp this process already handed to the
   core for that sensor are dropped (``redelivered_samples``), not counted twice.
+* A sensor block that starts after where the sensor's previous block ended is counted
+  (``block_gaps``, ``block_gap_samples``): samples lost before the node, e.g. by a
+  broker whose session queue overflowed (Mosquitto drops silently beyond
+  ``max_queued_messages``).
 * A lost connection is retried by paho with exponential back-off
   (``reconnect_min_s``..``reconnect_max_s``, jittered per client); :meth:`status`
   (node status and its uplink) shows ``connected``, ``disconnects`` and ``last_error``.
@@ -56,7 +60,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from edgeloop.errors import ConfigError, RejectReason
-from edgeloop.node.sensor_payload import PayloadDecoder
+from edgeloop.node.sensor_payload import PayloadDecoder, block_period
 from edgeloop.telemetry.frame import Frame, SensorCatalog
 from edgeloop.telemetry.validate import MAX_PAYLOAD_BYTES, RejectRecord
 from edgeloop.transport.mqtt_session import connect_properties, new_client
@@ -179,6 +183,7 @@ class MqttSource:
         self._subscribed: asyncio.Event | None = None
         self._handed: list[_Message] = []  # handed to the core, PUBACK not sent yet
         self._high = np.full(len(catalog), _NEVER, dtype=np.int64)
+        self._next_block = np.full(len(catalog), _NEVER, dtype=np.int64)
         self._gen = 0
         self._closing = False
         self._sleeping = False  # the loop waits for paho's thread to wake it
@@ -195,6 +200,8 @@ class MqttSource:
         self.redelivered_samples = 0
         self.acked = 0
         self.acked_early = 0
+        self.block_gaps = 0
+        self.block_gap_samples = 0
 
     @classmethod
     def from_config(
@@ -262,6 +269,8 @@ class MqttSource:
             "redelivered_samples": self.redelivered_samples,
             "acked": self.acked,
             "acked_early": self.acked_early,
+            "block_gaps": self.block_gaps,
+            "block_gap_samples": self.block_gap_samples,
             "queued": self._queue.qsize(),
             "unacked": len(self._handed),
         }
@@ -375,6 +384,7 @@ class MqttSource:
                 frame, rejects = Frame.empty(), [self._oversized(msg)]
             else:
                 frame, rejects = self._decoder.decode(msg.topic, msg.payload)
+            period = block_period(msg.payload)
             msg.payload = b""  # a held message keeps its ids and newest time, not its bytes
             if rejects:
                 self.rejected_messages += 1
@@ -383,6 +393,8 @@ class MqttSource:
             if not len(frame):
                 continue
             msg.newest_ns = int(frame.ts.max())  # a DUP copy waits for the same cover
+            if period is not None:
+                self._follow_block(frame, period, msg.dup)
             if msg.dup:  # maybe handed over before the connection was lost
                 fresh = frame.ts > self._high[frame.sensor]
                 self.redelivered_samples += int(len(frame) - np.count_nonzero(fresh))
@@ -397,6 +409,18 @@ class MqttSource:
             sensors = merged.sensor[ends]
             self._high[sensors] = np.maximum(self._high[sensors], merged.ts[ends])
         return merged
+
+    def _follow_block(self, frame: Frame, period: int, dup: bool) -> None:
+        """Count a block that starts after where its sensor's last block ended: samples
+        lost before they reached the node (by the sensor, or by a broker whose queue for
+        this session overflowed: Mosquitto drops beyond ``max_queued_messages`` silently)."""
+        sensor = int(frame.sensor[0])
+        start, after = int(frame.ts[0]), int(frame.ts[-1]) + period
+        expected = int(self._next_block[sensor])
+        if not dup and expected != _NEVER and start > expected:
+            self.block_gaps += 1
+            self.block_gap_samples += (start - expected) // period
+        self._next_block[sensor] = max(expected, after)
 
     def _oversized(self, msg: _Message) -> RejectRecord:
         return RejectRecord(

@@ -58,6 +58,7 @@ __all__ = [
     "BLOCK_VERSION",
     "MAX_BLOCK_VALUES",
     "PayloadDecoder",
+    "block_period",
     "encode_block",
     "regular_runs",
 ]
@@ -89,6 +90,18 @@ def encode_block(
         raise ValueError(f"sensor: name of {len(name)} bytes > 65535")
     head = _HEADER.pack(BLOCK_MAGIC, BLOCK_VERSION, 0, len(name), t0_ns, period_ns, len(arr))
     return head + name + arr.tobytes()
+
+
+def block_period(payload: bytes) -> int | None:
+    """``period_ns`` of a sensor block's header, or ``None`` if ``payload`` is no block.
+
+    >>> block_period(encode_block("a", 0, 500, [1.0])), block_period(b"[]")
+    (500, None)
+    """
+    if payload[:4] != BLOCK_MAGIC or len(payload) < BLOCK_HEADER_SIZE:
+        return None
+    period: int = _HEADER.unpack_from(payload)[5]
+    return period
 
 
 def regular_runs(ts: npt.NDArray[np.int64], period_ns: int) -> list[tuple[int, int]]:
