@@ -33,21 +33,21 @@ def catalog(node: str) -> SensorCatalog:
     )
 
 
-@pytest.mark.parametrize("fmt", ["block", "json"])
-def test_sim_publish_sends_every_sample_and_a_node_source_reads_them(
-    mqtt_broker: Broker, fmt: str
-) -> None:
+def publish_and_read(
+    broker: Broker, fmt: str, *extra: str
+) -> tuple[dict[str, Any], Frame, dict[str, Any], SensorCatalog]:
+    """Run ``edgeloop sim publish`` for 0.5 s of one machine; a node source reads it."""
     tenant = f"t{uuid.uuid4().hex[:10]}"
     prefix = f"edgeloop/{tenant}/gw1/sensors"
-    broker = f"{mqtt_broker.host}:{mqtt_broker.port}"
-    args = ["sim", "publish", "--broker", broker, "--tenant", tenant, "--machines", "1"]
+    address = f"{broker.host}:{broker.port}"
+    args = ["sim", "publish", "--broker", address, "--tenant", tenant, "--machines", "1"]
     cat = catalog("gw1")
 
     async def go() -> tuple[dict[str, Any], Frame, dict[str, Any]]:
-        src = MqttSource(cat, mqtt_broker.host, mqtt_broker.port, f"{prefix}/#", f"c-{tenant}")
+        src = MqttSource(cat, broker.host, broker.port, f"{prefix}/#", f"c-{tenant}")
         assert await src.wait_subscribed(10)
         result = await asyncio.to_thread(
-            runner.invoke, app, [*args, "--duration", "0.5", "--format", fmt]
+            runner.invoke, app, [*args, "--duration", "0.5", "--format", fmt, *extra]
         )
         assert result.exit_code == 0, result.output
         sent: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -59,6 +59,14 @@ def test_sim_publish_sends_every_sample_and_a_node_source_reads_them(
         return sent, Frame.concat(frames), src.status()
 
     sent, frame, st = asyncio.run(go())
+    return sent, frame, st, cat
+
+
+@pytest.mark.parametrize("fmt", ["block", "json"])
+def test_sim_publish_sends_every_sample_and_a_node_source_reads_them(
+    mqtt_broker: Broker, fmt: str
+) -> None:
+    sent, frame, st, cat = publish_and_read(mqtt_broker, fmt)
     assert st["rejected_messages"] == 0 and st["messages"] == sent["messages"]
     # 0.5 s of one machine: 3 vibration channels at 2 kHz and 3 process values at 10 Hz.
     assert len(frame) == sent["samples"] == 3 * 1000 + 3 * 5
@@ -86,3 +94,13 @@ def test_broker_address_is_checked() -> None:
             parse_broker(bad)
     result = runner.invoke(app, ["sim", "publish", "--broker", "h:x", "--duration", "0"])
     assert result.exit_code == 2 and "--broker" in result.output
+
+
+def test_a_dropout_fault_reaches_the_node_as_a_block_gap(mqtt_broker: Broker) -> None:
+    fault = "dropout:gw1.m01:0.1:0.3:gw1.m01.vib_x"
+    sent, frame, st, _ = publish_and_read(mqtt_broker, "block", "--fault", fault)
+    assert sent["samples_by_sensor"]["gw1.m01.vib_x"] == 1000 - 400  # 0.2 s at 2 kHz
+    assert (st["block_gaps"], st["block_gap_samples"]) == (1, 400)
+    assert len(frame) == sent["samples"]
+    result = runner.invoke(app, ["sim", "publish", "--fault", "melt:gw1.m01:1:2"])
+    assert result.exit_code == 2 and "unknown kind 'melt'" in result.output

@@ -42,11 +42,20 @@ def publish(
         str | None,
         typer.Option(help="Topic prefix (default edgeloop/<tenant>/<node>/sensors)."),
     ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject a fault: KIND:MACHINE:START_S:END_S[:SENSOR] (repeatable), e.g. "
+            "imbalance:gw1.m02:20:25; kinds: bearing_wear, imbalance, overheating, "
+            "stuck_sensor, dropout."
+        ),
+    ] = None,
 ) -> None:
     """Publish the simulator's streams in real time on <prefix>/<sensor>, the topics a
     node's `type: mqtt` source subscribes to. Prints what was sent as JSON at the end."""
     from edgeloop.errors import EdgeloopError
-    from edgeloop.sim.factory import FactoryConfig, FactorySim
+    from edgeloop.sim.build import build_sim
+    from edgeloop.sim.factory import FactoryConfig
     from edgeloop.sim.publish import SimPublisher, aligned_start, parse_broker
 
     try:
@@ -57,11 +66,17 @@ def publish(
     if fmt not in ("block", "json"):
         typer.echo(f"--format: 'block' or 'json' (got {fmt!r})", err=True)
         raise typer.Exit(2)
-    sim = FactorySim(
-        FactoryConfig.generate(n_machines=machines, gateway=node, seed=seed),
-        seed=seed,
-        start_ns=aligned_start(tick),  # messages never span two summary periods
-    )
+    try:
+        faults = [parse_fault(f) for f in fault or []]
+        sim = build_sim(
+            FactoryConfig.generate(n_machines=machines, gateway=node, seed=seed),
+            faults,
+            seed=seed,
+            start_ns=aligned_start(tick),  # messages never span two summary periods
+        )
+    except (ValueError, EdgeloopError) as exc:
+        typer.echo(f"--fault: {exc}", err=True)
+        raise typer.Exit(2) from None
     pub = SimPublisher(
         sim,
         host,
@@ -100,6 +115,26 @@ def sensors(node: NodeOpt = "gw1", machines: MachinesOpt = 2, seed: SeedOpt = 0)
 
     sim = FactorySim(FactoryConfig.generate(n_machines=machines, gateway=node, seed=seed), seed)
     typer.echo(yaml.safe_dump({"sensors": sensor_entries(sim)}, sort_keys=False).rstrip())
+
+
+def parse_fault(text: str) -> dict[str, object]:
+    """``KIND:MACHINE:START_S:END_S[:SENSOR]`` as a simulator fault (seconds from the start).
+
+    >>> parse_fault("dropout:gw1.m01:2:3:gw1.m01.temp")["sensor"]
+    'gw1.m01.temp'
+    """
+    parts = text.split(":")
+    if len(parts) not in (4, 5):
+        raise ValueError(f"expected KIND:MACHINE:START_S:END_S[:SENSOR], got {text!r}")
+    fault: dict[str, object] = {
+        "kind": parts[0],
+        "machine": parts[1],
+        "start_s": float(parts[2]),
+        "end_s": float(parts[3]),
+    }
+    if len(parts) == 5:
+        fault["sensor"] = parts[4]
+    return fault
 
 
 def sensor_entries(sim: FactorySim) -> list[dict[str, object]]:
