@@ -98,7 +98,7 @@ def test_node_check_good_config_exits_0(tmp_path: Path) -> None:
 def test_node_check_bad_config_exits_2_and_names_each_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(
-        "node_id: gw1\nsummary_every_s: -1\nuplink: {kind: http}\nsources:\n  - {type: mqtt}\n"
+        "node_id: gw1\nsummary_every_s: -1\nuplink: {kind: http}\nsources:\n  - {type: modbus}\n"
     )
     result = runner.invoke(app, ["node", "check", "-c", str(path)])
     assert result.exit_code == 2
