@@ -135,7 +135,7 @@ def hub_options(opts: DriftOptions, missing: list[str]) -> dict[str, Any]:
         canary_fraction=0.34,
         steps=(0.67,),
         shadow_fraction=0.0,
-        evidence=Evidence(min_windows=60, min_nodes=1),
+        evidence=Evidence(min_windows=150, min_nodes=1),
         gates=Gates(
             max_alert_ratio=1.0,  # the retrained model must not alert more than the champion
             min_agreement=0.8,
@@ -150,13 +150,13 @@ def hub_options(opts: DriftOptions, missing: list[str]) -> dict[str, Any]:
             threshold=0.5,
             min_samples=50,
             persistence=opts.drift_persistence,
-            cooldown=5,
+            cooldown=3,
         ),
         "drift_period_s": opts.drift_period_s,
         "retrain_config": RetrainConfig(
             # The drifted periods only: a model fitted on both regimes drifts from the
             # new one again (measured: it was promoted and retrained in a loop).
-            window_s=opts.drift_persistence * opts.drift_period_s + 4.0,
+            window_s=(opts.drift_persistence + 1) * opts.drift_period_s + 4.0,
             min_rows=250,
             quantile=0.995,
             policy=policy,
