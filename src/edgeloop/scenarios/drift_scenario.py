@@ -209,9 +209,10 @@ def _run(opts: DriftOptions, workdir: Path, console: Any) -> dict[str, Any]:
         maker = ModelMaker(plan, seed=opts.seed)
         champion = maker.version(CHAMPION, opts.champion_threshold)
     # The vibration group is the delivered model's alone: the preset's streaming robust
-    # detector freezes its baseline while it alarms, so after a lasting regime change it
-    # flags about a third of the windows for good (measured: docs/demo.md) — a problem no
-    # retrained model can fix. The process group keeps its robust detector.
+    # detector learns from the windows it flags at 5 % of its rate (so a long fault stays
+    # anomalous), and after a lasting regime change it flags about a third of the windows
+    # for thousands of windows (measured: docs/demo.md) — a problem no retrained model
+    # can fix. The process group keeps its robust detector.
     spec = write_spec(workdir, champion[0], streaming_vibration=False)
     fopts = FleetOptions(
         gateways=n,
