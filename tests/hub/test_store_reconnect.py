@@ -71,3 +71,21 @@ def test_idle_connection_is_pinged_and_replaced_before_use(
     assert (ack.upto_seq, ack.accepted) == (2, 1)
     assert pg_store.reconnects == 0  # the ping found it dead; no transaction failed
     assert {s.seq for s in pg_store.summaries()} == {1, 2}
+
+
+def test_a_batch_of_a_known_node_is_four_statements_on_postgresql(pg_store: HubStore) -> None:
+    # Round trips are what a loaded machine makes expensive: lock the node row, admit to
+    # the ledger, insert the data rows, and update the node with its incarnation as a
+    # CTE. No lookup before the transaction, no ping at checkout, no second connection.
+    from sqlalchemy import event as sa_event
+
+    pg_store.ingest("gw1", 0, _item(1), {}, now_ns=1)
+    statements: list[str] = []
+
+    @sa_event.listens_for(pg_store.engine, "before_cursor_execute")
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split(None, 1)[0])
+
+    ack = pg_store.ingest("gw1", 1, _item(2), {}, now_ns=2)
+    assert (ack.upto_seq, ack.accepted) == (2, 1)
+    assert statements == ["SELECT", "INSERT", "INSERT", "WITH"], statements

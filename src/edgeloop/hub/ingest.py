@@ -201,29 +201,13 @@ def commit_batch(
 
     if items and after_seq <= watermark:
         watermark = max(watermark, max(item.seq for item in items))
-    if new_epoch:
-        conn.execute(
-            _NEW_INCARNATION,
-            {
-                "node": node,
-                "epoch": epoch,
-                "watermark": watermark,
-                "unknown_upto_seq": unknown_upto,
-                "first_seen_ns": now_ns,
-                "last_seen_ns": now_ns,
-                "batches": 1,
-            },
-        )
-    else:
-        conn.execute(
-            _UPDATE_INCARNATION,
-            {
-                "w_node": node,
-                "w_epoch": epoch,
-                "v_watermark": watermark,
-                "v_last_seen_ns": max(inc_last_seen, now_ns),
-            },
-        )
+    inc_params = {
+        "i_node": node,
+        "i_epoch": epoch,
+        "i_watermark": watermark,
+        "i_last_seen_ns": max(inc_last_seen, now_ns),
+        "i_unknown_upto_seq": unknown_upto,
+    }
     values: dict[str, Any] = {"last_seen_ns": max(last_seen, now_ns), "dups": duplicates}
     if current:
         values["watermark"] = watermark
@@ -234,9 +218,14 @@ def commit_batch(
         for key in ("tier", "parent"):
             if isinstance(status.get(key), str):
                 values[key] = text(status[key][: 64 if key == "tier" else t.NAME])
-    conn.execute(
-        _update_node(tuple(values)), {"node_id": node, **{f"v_{k}": v for k, v in values.items()}}
-    )
+    params = {"node_id": node, **{f"v_{k}": v for k, v in values.items()}}
+    incarnation = "insert" if new_epoch else "update"
+    if conn.dialect.name == "postgresql":
+        # One round trip: the incarnation's insert or update rides along as a CTE.
+        conn.execute(_update_node(tuple(values), incarnation), {**params, **inc_params})
+    else:  # SQLite has no data-modifying CTEs
+        conn.execute(_INCARNATION[incarnation], inc_params)
+        conn.execute(_update_node(tuple(values), None), params)
     return Outcome(
         watermark=int(watermark),
         accepted=len(fresh) - len(dead),
@@ -311,24 +300,35 @@ _MARK_REJECTED = (
     )
     .values(rejected=True)
 )
-_NEW_INCARNATION = insert(t.incarnations)
 _inc = t.incarnations.c
-_UPDATE_INCARNATION = (
-    update(t.incarnations)
-    .where(_inc.node == bindparam("w_node"), _inc.epoch == bindparam("w_epoch"))
+_INCARNATION: dict[str, Any] = {
+    "insert": insert(t.incarnations).values(
+        node=bindparam("i_node"),
+        epoch=bindparam("i_epoch"),
+        watermark=bindparam("i_watermark"),
+        unknown_upto_seq=bindparam("i_unknown_upto_seq"),
+        first_seen_ns=bindparam("i_last_seen_ns"),
+        last_seen_ns=bindparam("i_last_seen_ns"),
+        batches=1,
+    ),
+    "update": update(t.incarnations)
+    .where(_inc.node == bindparam("i_node"), _inc.epoch == bindparam("i_epoch"))
     .values(
-        watermark=bindparam("v_watermark"),
-        last_seen_ns=bindparam("v_last_seen_ns"),
+        watermark=bindparam("i_watermark"),
+        last_seen_ns=bindparam("i_last_seen_ns"),
         batches=_inc.batches + 1,
-    )
-)
-_NODE_UPDATES: dict[tuple[str, ...], Any] = {}
+    ),
+}
+"""The incarnation's row of a batch: inserted for an epoch never seen, else updated."""
+_NODE_UPDATES: dict[tuple[tuple[str, ...], str | None], Any] = {}
 
 
-def _update_node(keys: tuple[str, ...]) -> Any:
+def _update_node(keys: tuple[str, ...], incarnation: str | None) -> Any:
     """The ``UPDATE nodes`` setting ``keys`` (bound as ``v_<key>``; ``dups`` is added
-    to the duplicates, batches grows by one), built once per set of keys."""
-    stmt = _NODE_UPDATES.get(keys)
+    to the duplicates, batches grows by one), with the incarnation's statement of
+    :data:`_INCARNATION` as a CTE (PostgreSQL) unless ``incarnation`` is None; built
+    once per form."""
+    stmt = _NODE_UPDATES.get((keys, incarnation))
     if stmt is None:
         c = t.nodes.c
         values: dict[str, Any] = {
@@ -336,7 +336,9 @@ def _update_node(keys: tuple[str, ...]) -> Any:
         }
         values.update(batches=c.batches + 1, duplicates=c.duplicates + bindparam("v_dups"))
         stmt = update(t.nodes).where(c.id == bindparam("node_id")).values(**values)
-        _NODE_UPDATES[keys] = stmt
+        if incarnation is not None:
+            stmt = stmt.add_cte(_INCARNATION[incarnation].cte(f"incarnation_{incarnation}"))
+        _NODE_UPDATES[(keys, incarnation)] = stmt
     return stmt
 
 
