@@ -134,7 +134,11 @@ def test_drift_is_detected_and_handled_by_the_hub_with_no_human_step(tmp_path: P
         # of coming back (its process start included).
         assert rep["offline_node_converged_s"] is not None
         assert rep["offline_node_converged_s"] < 10.0
-        assert set(rep["final_acting"].values()) == {rep["retrained_version"]}
+        # Every node ends on the hub's champion, a retrained one (a later retraining may
+        # have replaced the first), or on the challenger of a rollout still running.
+        allowed = {rep["final_champion"], rep["running_challenger"]}
+        assert set(rep["final_acting"].values()) <= allowed, rep["final_acting"]
+        assert rep["final_champion"] not in (None, "v1")
     if SOAK:
         model = rep["false_alarms_per_hour_by_source"]["delivered_model"]
         assert model["after"] <= model["peak"] / 3, model

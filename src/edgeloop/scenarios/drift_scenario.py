@@ -294,6 +294,9 @@ def _run(opts: DriftOptions, workdir: Path, console: Any) -> dict[str, Any]:
         report["steps"] = steps + _hub_steps(run, start_ns, opts)
         report["steps"].sort(key=lambda s: s["at_s"])
         report["promoted"] = new_champion is not None
+        report["final_champion"] = _champion(hub)
+        running = [r for r in hub.get("/v1/rollouts")["rollouts"] if r["outcome"] == "running"]
+        report["running_challenger"] = running[-1]["challenger"] if running else None
         report["retrained_version"] = new_champion
         report["wall_s"] = round(run.now(), 1)
         report["gateways"] = n
