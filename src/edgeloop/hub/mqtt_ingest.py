@@ -48,6 +48,7 @@ from edgeloop.errors import RejectReason, TelemetryError, TransportError
 from edgeloop.hub.app import MAX_BODY_BYTES, IngestService
 from edgeloop.telemetry import codec
 from edgeloop.transport.base import Ack
+from edgeloop.transport.mqtt_publish_decode import install as install_publish_decode
 from edgeloop.transport.mqtt_session import (
     ERROR_PROPERTY,
     FIELD_PROPERTY,
@@ -173,6 +174,7 @@ class MqttIngest:
         self._subscribed = threading.Event()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
+        install_publish_decode()  # uplinks are large: parse them without copying
         client = new_client(self.client_id, manual_ack=True)
         lo, hi = reconnect_min_s, reconnect_max_s
         client.reconnect_delay_set(min_delay=lo, max_delay=hi)  # type: ignore[arg-type]

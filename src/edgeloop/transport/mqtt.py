@@ -51,6 +51,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edgeloop.errors import ConfigError, LinkDown, TelemetryError, TransportError
 from edgeloop.telemetry import codec
 from edgeloop.transport.base import Batch, Message
+from edgeloop.transport.mqtt_publish_decode import install as install_publish_decode
 from edgeloop.transport.mqtt_session import (
     ERROR_PROPERTY,
     FIELD_PROPERTY,
@@ -191,6 +192,7 @@ class MqttTransport:
         self._connected = asyncio.Event()
         self._slots = asyncio.Semaphore(self._max_inflight)
         self._acks = asyncio.Queue()
+        install_publish_decode()
         client = new_client(self.client_id)
         # paho's own bounds leave room for presence and state next to the uplink; a
         # publish whose PUBACK timed out keeps its place until the broker answers.
