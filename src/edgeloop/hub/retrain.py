@@ -46,6 +46,7 @@ from edgeloop.hub.control import ControlPlane
 from edgeloop.hub.feedback_tables import retrain_runs
 from edgeloop.hub.labels import LabelStore
 from edgeloop.hub.model_store import control, reading
+from edgeloop.hub.periodic import Periodic
 from edgeloop.hub.retrain_config import RetrainConfig, retrain_config
 from edgeloop.hub.retrain_eval import bar, evaluate, labelled_rows
 from edgeloop.hub.training_set import TrainingSet, build_training_set, recent_documents
@@ -333,34 +334,24 @@ def _split(
     return np.ascontiguousarray(ts.rows[np.sort(perm[k:])]), ts.rows[np.sort(perm[:k])]
 
 
-class RetrainScheduler:
-    """Start a run every ``every_s`` seconds (``hub serve --retrain-every-s``) in a
-    daemon thread until stopped; a failing or refused run waits for the next period."""
+class RetrainScheduler(Periodic):
+    """Start a run every ``every_s`` seconds (``hub serve --retrain-every-s``) and wait
+    for it (:class:`~edgeloop.hub.periodic.Periodic`); a failing or refused run waits
+    for the next period."""
+
+    name = "retrain-schedule"
 
     def __init__(self, service: RetrainService, every_s: float) -> None:
-        if not every_s > 0:
-            raise ValueError(f"retrain period: must be > 0 s, got {every_s}")
-        self.service, self.every_s = service, every_s
-        self.runs = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="retrain-schedule")
+        super().__init__(every_s)
+        self.service = service
 
-    def start(self) -> RetrainScheduler:
-        self._thread.start()
-        return self
+    @property
+    def runs(self) -> int:
+        """Runs started (finished, refused or failed)."""
+        return self.ticks + self.failures
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_s):
-            fut = self.service.submit(f"schedule: every {self.every_s:g} s", "schedule")
-            try:
-                fut.result()
-            except Exception:
-                log.exception("scheduled retrain failed")
-            self.runs += 1
+    def job(self) -> None:
+        self.service.submit(f"schedule: every {self.every_s:g} s", "schedule").result()
 
 
 __all__ = [

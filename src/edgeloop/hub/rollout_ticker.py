@@ -11,49 +11,25 @@ with nothing to decide changes nothing).
 from __future__ import annotations
 
 import logging
-import threading
 
 from edgeloop.hub.control import ControlPlane
+from edgeloop.hub.periodic import Periodic
 
-log = logging.getLogger("edgeloop.hub.rollout")
 
+class RolloutTicker(Periodic):
+    """Call ``plane.tick()`` every ``every_s`` seconds (:class:`Periodic`)."""
 
-class RolloutTicker:
-    """Call ``plane.tick()`` every ``every_s`` seconds in a daemon thread until stopped.
-
-    A failing tick (e.g. the database is unreachable) is logged and retried on the next
-    period; it never ends the thread.
-    """
+    name = "rollout-ticker"
+    log = logging.getLogger("edgeloop.hub.rollout")
 
     def __init__(self, plane: ControlPlane, every_s: float = 10.0) -> None:
-        if not every_s > 0:
-            raise ValueError(f"rollout tick period: must be > 0 s, got {every_s}")
+        super().__init__(every_s)
         self.plane = plane
-        self.every_s = every_s
-        self.ticks = 0
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="rollout-ticker")
 
-    def start(self) -> RolloutTicker:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                rec = self.plane.tick()
-            except Exception:  # logged; the next period tries again
-                self.failures += 1
-                log.exception("rollout tick failed")
-                continue
-            self.ticks += 1
-            if rec is not None and rec.rollout.outcome != "running":
-                log.info("rollout %d: %s", rec.id, rec.rollout.decisions[-1].reason)
+    def job(self) -> None:
+        rec = self.plane.tick()
+        if rec is not None and rec.rollout.outcome != "running":
+            self.log.info("rollout %d: %s", rec.id, rec.rollout.decisions[-1].reason)
 
 
 __all__ = ["RolloutTicker"]
