@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from edgeloop.scenarios.fleet_run import (
     ModelMaker,
     acting_intervals,
     all_acting,
+    in_workdir,
     max_concurrent,
     write_spec,
 )
@@ -78,12 +78,8 @@ def run_bad_model(opts: BadModelOptions, console: Any = None) -> dict[str, Any]:
     """Run the scenario and return its report (keys: :data:`REPORT_KEYS` and more)."""
     from rich.console import Console
 
-    console = console or Console()
-    if opts.workdir is not None:
-        opts.workdir.mkdir(parents=True, exist_ok=True)
-        return _run(opts, opts.workdir, console)
-    with tempfile.TemporaryDirectory(prefix="edgeloop-bad-model-") as tmp:
-        return _run(opts, Path(tmp), console)
+    out = console or Console()
+    return in_workdir(opts.workdir, "edgeloop-bad-model-", lambda d: _run(opts, d, out))
 
 
 class _Steps:

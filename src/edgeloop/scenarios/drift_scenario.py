@@ -32,7 +32,6 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from edgeloop.scenarios.fleet_run import (
     FleetRun,
     ModelMaker,
     all_acting,
+    in_workdir,
     write_spec,
 )
 from edgeloop.scenarios.scoring import EventTime, FaultInterval
@@ -92,12 +92,8 @@ def run_drift(opts: DriftOptions, console: Any = None) -> dict[str, Any]:
     """Run the scenario and return its report (keys: :data:`REPORT_KEYS` and more)."""
     from rich.console import Console
 
-    console = console or Console()
-    if opts.workdir is not None:
-        opts.workdir.mkdir(parents=True, exist_ok=True)
-        return _run(opts, opts.workdir, console)
-    with tempfile.TemporaryDirectory(prefix="edgeloop-drift-") as tmp:
-        return _run(opts, Path(tmp), console)
+    out = console or Console()
+    return in_workdir(opts.workdir, "edgeloop-drift-", lambda d: _run(opts, d, out))
 
 
 # -- what the scenario needs from the other parts ----------------------------------------------

@@ -26,10 +26,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
@@ -46,6 +47,20 @@ from edgeloop.node.build import resolve_spec
 from edgeloop.registry import describe
 from edgeloop.scenarios import plan as planning
 from edgeloop.scenarios.training import normal_features
+
+T = TypeVar("T")
+
+
+def in_workdir(workdir: Path | None, prefix: str, run: Callable[[Path], T]) -> T:
+    """``run(directory)`` in ``workdir`` (created, kept) or in a temporary directory."""
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return run(workdir)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        return run(Path(tmp))
+
 
 GROUP = "vibration"
 DETECTOR = "pca_t2q_vibration"
