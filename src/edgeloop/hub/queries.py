@@ -7,9 +7,9 @@ database needs) and documents the public behaviour.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Integer, cast, func, select
+from sqlalchemy import Connection, Integer, Select, cast, func, select
 
 from edgeloop.hub import schema as t
 from edgeloop.hub.event_blocks import BlockKey, Blocks
@@ -20,6 +20,18 @@ from edgeloop.hub.records import (
     StoredEvent,
     StoredSummary,
 )
+
+Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")
+
+
+def _between(q: Q, col: Any, since_ns: int | None, until_ns: int | None) -> Q:
+    """``q`` restricted to ``since_ns <= col < until_ns`` (either bound optional)."""
+    if since_ns is not None:
+        q = q.where(col >= since_ns)
+    if until_ns is not None:
+        q = q.where(col < until_ns)
+    return q
+
 
 TOTAL_KEYS = (
     "samples",
@@ -91,10 +103,7 @@ def events(
         q = q.where(c.node == node)
     if machine is not None:
         q = q.where(c.machine == machine)
-    if since_ns is not None:
-        q = q.where(c.t_start_ns >= since_ns)
-    if until_ns is not None:
-        q = q.where(c.t_start_ns < until_ns)
+    q = _between(q, c.t_start_ns, since_ns, until_ns)
     q = q.order_by(c.t_start_ns, c.id).limit(limit)
     found = [dict(r) for r in conn.execute(q).mappings()]
     # Events stored from an entry's columns (idx set) read their details from its block.
@@ -151,10 +160,7 @@ def summaries(
         q = q.where(c.node == node)
     if sensor is not None:
         q = q.where(c.sensor == sensor)
-    if since_ns is not None:
-        q = q.where(c.t0_ns >= since_ns)
-    if until_ns is not None:
-        q = q.where(c.t0_ns < until_ns)
+    q = _between(q, c.t0_ns, since_ns, until_ns)
     q = q.order_by(c.t0_ns, c.id).limit(limit)
     return [StoredSummary(*r) for r in conn.execute(q)]
 
@@ -172,10 +178,7 @@ def documents(
     q = select(c.node, c.epoch, c.seq, c.kind, c.t_ns, c.body).where(c.kind == kind)
     if node is not None:
         q = q.where(c.node == node)
-    if since_ns is not None:
-        q = q.where(c.t_ns >= since_ns)
-    if until_ns is not None:
-        q = q.where(c.t_ns < until_ns)
+    q = _between(q, c.t_ns, since_ns, until_ns)
     q = q.order_by(c.t_ns, c.node, c.epoch, c.seq).limit(limit)
     return [
         StoredDocument(r.node, r.epoch, r.seq, r.kind, r.t_ns, json.loads(r.body))
