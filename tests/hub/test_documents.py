@@ -17,8 +17,8 @@ from edgeloop.pipeline.types import Scores
 from edgeloop.telemetry import codec
 from edgeloop.transport.base import Batch
 
-from ._control_helpers import SEC, Clock, make_client, ok, register
-from .test_fleet_api import FLEET, POLICY, report
+from ._control_helpers import SEC, Clock, make_client, ok
+from .test_fleet_api import POLICY, start_canary
 
 
 @pytest.fixture
@@ -62,16 +62,7 @@ def test_measurements_sent_by_canary_nodes_roll_a_bad_model_back(
     store: HubStore, clock: Clock
 ) -> None:
     client = make_client(store, clock)
-    register(client, "v1", 1)
-    register(client, "bad", 3, parent="v1")
-    ok(client.post("/v1/models/v1/promote", json={"actor": "a"}))
-    ok(client.put("/v1/groups/line-a", json={"act": "champion", "shadow": "challenger"}))
-    for n in FLEET:
-        report(client, n)
-    started = ok(
-        client.post("/v1/rollouts", json={"challenger": "bad", "actor": "a", "policy": POLICY}),
-        201,
-    )
+    started = start_canary(client, "bad", 3)
     acting = started["acting"]
     assert len(acting) == 2
     clock.advance(60)
@@ -94,17 +85,8 @@ def test_a_redelivered_measurement_is_stored_once_and_counted_once(
     store: HubStore, clock: Clock
 ) -> None:
     client = make_client(store, clock)
-    register(client, "v1", 1)
-    register(client, "v2", 2, parent="v1")
-    ok(client.post("/v1/models/v1/promote", json={"actor": "a"}))
-    ok(client.put("/v1/groups/line-a", json={"act": "champion", "shadow": "challenger"}))
-    for n in FLEET:
-        report(client, n)
     policy = {**POLICY, "evidence": {"min_windows": 1000, "min_nodes": 1}}
-    started = ok(
-        client.post("/v1/rollouts", json={"challenger": "v2", "actor": "a", "policy": policy}),
-        201,
-    )
+    started = start_canary(client, "v2", 2, policy)
     node = started["acting"][0]
     clock.advance(60)
     entry = measurement_entry(node, 1, "v2", "v1", started["started_ns"], alert_all=False)

@@ -41,6 +41,21 @@ def report(client: Any, node: str, group: str = "line-a") -> None:
     ok(client.put(f"/v1/nodes/{node}/actual", json=body), 204)
 
 
+def start_canary(
+    client: Any, challenger: str, seed: int, policy: dict[str, Any] | None = None
+) -> Any:
+    """v1 champion of group line-a (``challenger`` in its shadow), the fleet reporting,
+    then a rollout of ``challenger`` (seeded model) under ``policy``: the started rollout."""
+    register(client, "v1", 1)
+    register(client, challenger, seed, parent="v1")
+    ok(client.post("/v1/models/v1/promote", json={"actor": "a"}))
+    ok(client.put("/v1/groups/line-a", json={"act": "champion", "shadow": "challenger"}))
+    for n in FLEET:
+        report(client, n)
+    body = {"challenger": challenger, "actor": "a", "policy": policy or POLICY}
+    return ok(client.post("/v1/rollouts", json=body), 201)
+
+
 def measurement(node: str, version: str, start_ns: int, *, bad: bool) -> dict[str, Any]:
     return {
         "node": node,
@@ -171,16 +186,7 @@ def test_nodes_reconciling_over_http_converge_and_fleet_status_shows_drift(
 
 def test_a_bad_challenger_is_rolled_back_within_its_canary(store: HubStore, clock: Clock) -> None:
     client = make_client(store, clock)
-    register(client, "v1", 1)
-    register(client, "bad", 3, parent="v1")
-    ok(client.post("/v1/models/v1/promote", json={"actor": "a"}))
-    ok(client.put("/v1/groups/line-a", json={"act": "champion", "shadow": "challenger"}))
-    for n in FLEET:
-        report(client, n)
-    started = ok(
-        client.post("/v1/rollouts", json={"challenger": "bad", "actor": "a", "policy": POLICY}),
-        201,
-    )
+    started = start_canary(client, "bad", 3)
     assert started["stage"] == "canary" and len(started["acting"]) == 2
     assert ok(client.get("/v1/aliases"))["challenger"] == "bad"
     r = client.post("/v1/rollouts", json={"challenger": "bad", "actor": "a", "policy": POLICY})
