@@ -92,12 +92,16 @@ def sample_entry(node: str, seq: int, x: np.ndarray, start_ns: int, seed: int) -
     return Entry(seq, new.priority, new.kind, new.payload, new.samples, new.created_ns)
 
 
-def upload_samples(client: Any, clock: Clock, nodes: list[str], load: float) -> None:
-    """Each node sends 3 periods of 500 windows of the plant at ``load``."""
+def upload_samples(
+    client: Any, clock: Clock, nodes: list[str], load: float, *, start_ns: int | None = None
+) -> None:
+    """Each node sends 3 periods of 500 windows of the plant at ``load``, the first
+    starting at ``start_ns`` (default: the hub's time); then the clock moves on 200 s."""
+    start = clock() if start_ns is None else start_ns
     for k, node in enumerate(nodes):
         x = windows(1500, 100 + k, load=load)
         entries = [
-            sample_entry(node, p + 1, x[p * 500 : (p + 1) * 500], clock() + p * 60 * SEC, p)
+            sample_entry(node, p + 1, x[p * 500 : (p + 1) * 500], start + p * 60 * SEC, p)
             for p in range(3)
         ]
         ack = send(client, node, entries)

@@ -37,6 +37,7 @@ from edgeloop.errors import RejectReason, TelemetryError
 from edgeloop.hub.control import ControlPlane
 from edgeloop.hub.documents import DOCUMENT_DECODERS, Document
 from edgeloop.hub.drift_api import drift_router
+from edgeloop.hub.drift_onset import DriftOnset
 from edgeloop.hub.drift_service import DriftService, registry_references
 from edgeloop.hub.feedback_api import feedback_router
 from edgeloop.hub.fleet_api import fleet_router
@@ -360,9 +361,16 @@ def create_app(
     app.state.retrain = retrain
     app.include_router(feedback_router(LabelStore(store), retrain))
 
+    onset = DriftOnset(drift.period_ns)
+
     def retrain_on_drift(trigger: RetrainTrigger) -> None:
         # Queued in the retrain worker: the trigger may come from an ingest observer.
-        retrain.submit(f"drift: {trigger.reason}", "drift")
+        # The data starts at the drift's onset (kept while the champion acts), not
+        # window_s back: a model trained on both regimes drifts from the new one again.
+        since = onset.since(plane.registry().champion, trigger)
+        retrain.submit(
+            f"drift: {trigger.reason}", "drift", since_ns=since, since_from="drift onset"
+        )
 
     drift.on_trigger(retrain_on_drift)
 

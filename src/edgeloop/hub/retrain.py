@@ -4,8 +4,9 @@
 processes; a run's row in ``retrain_runs`` says it is running):
 
 1. **data**: the ``sample`` documents nodes sent in the window (``since_ns``, default
-   ``window_s`` back), only rows of the champion's window group and feature names
-   (:mod:`edgeloop.hub.training_set`);
+   ``window_s`` back; a drift trigger gives the drift's onset,
+   :mod:`edgeloop.hub.drift_onset`), only rows of the champion's window group and
+   feature names (:mod:`edgeloop.hub.training_set`);
 2. **split**: a seeded ``holdout_fraction`` of the rows is held back;
 3. **train**: :func:`edgeloop.learn.fit_model` on the rest with the champion's model
    kind, exported with :func:`edgeloop.learn.to_onnx`;
@@ -119,7 +120,7 @@ class RetrainService:
 
     # -- triggers ------------------------------------------------------------------------
     def submit(
-        self, reason: str, actor: str, *, since_ns: int | None = None
+        self, reason: str, actor: str, *, since_ns: int | None = None, since_from: str = ""
     ) -> Future[RetrainResult]:
         """Run :meth:`retrain` in the service's worker thread; while one is queued or
         running, return that one instead of queueing another."""
@@ -128,12 +129,14 @@ class RetrainService:
                 return self._pending
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="retrain")
-            self._pending = self._pool.submit(self._quiet, reason, actor, since_ns)
+            self._pending = self._pool.submit(self._quiet, reason, actor, since_ns, since_from)
             return self._pending
 
-    def _quiet(self, reason: str, actor: str, since_ns: int | None) -> RetrainResult:
+    def _quiet(
+        self, reason: str, actor: str, since_ns: int | None, since_from: str
+    ) -> RetrainResult:
         try:
-            return self.retrain(reason, actor, since_ns=since_ns)
+            return self.retrain(reason, actor, since_ns=since_ns, since_from=since_from)
         except RetrainBusy as exc:
             log.info("retrain (%s) skipped: %s", reason, exc)
             return RetrainResult(0, "busy", str(exc))
@@ -144,8 +147,14 @@ class RetrainService:
             self._pool.shutdown(wait=True)
 
     # -- one run ---------------------------------------------------------------------------
-    def retrain(self, reason: str, actor: str, *, since_ns: int | None = None) -> RetrainResult:
+    def retrain(
+        self, reason: str, actor: str, *, since_ns: int | None = None, since_from: str = ""
+    ) -> RetrainResult:
         """Build, train, evaluate, register and roll out (module docstring).
+
+        ``since_from`` says where ``since_ns`` came from (e.g. ``"drift onset"``), for
+        the run's record (``dataset.since_from``): an operator sees why the data starts
+        there.
 
         Raises:
             RetrainBusy: another run is in progress.
@@ -155,7 +164,7 @@ class RetrainService:
         try:
             run = self._begin(reason, actor)
             try:
-                result = self._run(run, reason, actor, since_ns)
+                result = self._run(run, reason, actor, since_ns, since_from)
             except _Refused as exc:
                 result = RetrainResult(
                     run, "refused", exc.why, metrics=exc.metrics, dataset=exc.dataset
@@ -177,7 +186,9 @@ class RetrainService:
         finally:
             self._running.release()
 
-    def _run(self, run: int, reason: str, actor: str, since_ns: int | None) -> RetrainResult:
+    def _run(
+        self, run: int, reason: str, actor: str, since_ns: int | None, since_from: str
+    ) -> RetrainResult:
         from edgeloop.learn import fit_model, to_onnx
         from edgeloop.registry import describe
 
@@ -189,10 +200,18 @@ class RetrainService:
         cm = reg.versions[champion].manifest
         names, group = cm.input_schema.feature_names, cm.input_schema.group
         now = self.clock()
-        since = now - int(cfg.window_s * SEC) if since_ns is None else since_ns
+        if since_ns is None:
+            since, since_from = now - int(cfg.window_s * SEC), f"window_s {cfg.window_s:g}"
+        else:
+            since, since_from = since_ns, since_from or "since_ns"
         docs = recent_documents(self.store, KIND_SAMPLE, since, now + 1, cfg.max_documents)
         ts = build_training_set(docs, names, group, max_rows=cfg.max_rows)
-        dataset: dict[str, Any] = {"since_ns": since, "until_ns": now, **ts.describe()}
+        dataset: dict[str, Any] = {
+            "since_ns": since,
+            "since_from": since_from,
+            "until_ns": now,
+            **ts.describe(),
+        }
         n = ts.rows.shape[0]
         if n < cfg.min_rows:
             raise _Refused(
