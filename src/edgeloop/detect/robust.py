@@ -12,6 +12,16 @@ For every (sensor, feature) the detector keeps a location and a scale:
   ``clip`` scales: a long fault stays anomalous, yet a genuine regime change of ``z``
   scales becomes normal after about ``(z - z_threshold) / (alpha * anomalous_rate *
   clip)`` windows (~3000 for ``z = 15`` with the defaults).
+* **settling** (``settle > 0``, off by default): a sensor flagged for ``settle``
+  consecutive windows is at a new operating point (a load change, a new product on the
+  line), not in a fault that must stay visible: the features that moved get the median of
+  its last few windows as their location, so the alarm is raised once and ends. The
+  location it left is kept as the sensor's *home*; a later window that is normal against
+  home returns the sensor there silently, so the end of a long fault, or going back to the
+  old regime, raises no second alarm. A level that keeps moving (a temperature still
+  approaching its new equilibrium) may settle a few times, each an alarm burst of
+  ``settle`` windows. See :mod:`edgeloop.detect.multivariate` for the same idea over a
+  machine's sensors together.
 
 The score of a window is the largest robust ``|z|`` over its features mapped smoothly to
 [0, 1] with ``s = z**2 / (z**2 + z_threshold**2)``: ``s == 0.5`` exactly at
@@ -24,8 +34,9 @@ baseline whose spread is a fraction of one, even for 10-sample windows. The scal
 floor ``max(min_scale, rel_scale * |location|)``: a feature that was *always* constant
 (scale 0) then reacts to real changes but not to float rounding.
 
-State is bounded per sensor: location, scale and ``eps`` per feature, a window count,
-and the warm-up buffer (``warmup`` feature rows).
+State is bounded per sensor: location, scale, ``eps`` and home per feature, a window
+count, an alarm-run count, the warm-up buffer (``warmup`` feature rows) and, when
+settling, the last few windows.
 """
 
 from __future__ import annotations
@@ -48,6 +59,13 @@ _MEAN_ABS_TO_SIGMA = float(np.sqrt(np.pi / 2.0))
 _MAD_TO_SIGMA = 1.4826
 _EPS_REL = 1e-3
 _EPS_ABS = 1e-12
+# Settling moves a feature's location to the median of this many of its last windows
+# (fewer if ``settle`` is smaller): enough to be robust to one noisy window, few enough to
+# land near the level the sensor has now rather than where the alarm began.
+_RECENT = 5
+# A feature moves at settling only if its recent median is more than this many scales
+# from its location: the features that did not change keep their baseline.
+_SETTLE_MOVED = 3.0
 # Widen the warm-up scale by this many standard errors (relative SE ~ 1/sqrt(warmup)):
 # a spread estimated from ~20 windows is too small in a few (sensor, feature) pairs out
 # of thousands, and each would raise false alarms until the EWMA corrects it.
@@ -62,9 +80,34 @@ class _State:
     loc: _F64  # (S, F)
     scale: _F64  # (S, F), a sigma estimate
     eps: _F64  # (S, F), offset of the log transform (0 for linear features)
+    run: npt.NDArray[np.int64]  # (S,) consecutive flagged windows
+    away: npt.NDArray[np.bool_]  # (S,) settled away from home
+    home: _F64  # (S, F), the location settling left (valid where away)
+    recent: _F64  # (S, R, F), the last R transformed windows (ring, by seen % R)
 
     def copy(self) -> _State:
-        return _State(self.seen.copy(), self.loc.copy(), self.scale.copy(), self.eps.copy())
+        return _State(
+            self.seen.copy(), self.loc.copy(), self.scale.copy(), self.eps.copy(),
+            self.run.copy(), self.away.copy(), self.home.copy(), self.recent.copy(),
+        )  # fmt: skip
+
+    @classmethod
+    def zeros(cls, s: int, f: int, r: int) -> _State:
+        i, b = np.zeros(s, np.int64), np.zeros(s, np.bool_)
+        return _State(
+            i, np.zeros((s, f)), np.zeros((s, f)), np.zeros((s, f)),
+            i.copy(), b, np.zeros((s, f)), np.zeros((s, r, f)),
+        )  # fmt: skip
+
+    def grown(self, k: int) -> _State:
+        """This state with ``k`` new, empty sensors."""
+        n = _State.zeros(k, self.loc.shape[1], self.recent.shape[1])
+        c = np.concatenate
+        return _State(
+            c([self.seen, n.seen]), c([self.loc, n.loc]), c([self.scale, n.scale]),
+            c([self.eps, n.eps]), c([self.run, n.run]), c([self.away, n.away]),
+            c([self.home, n.home]), c([self.recent, n.recent]),
+        )  # fmt: skip
 
 
 class RobustDetector:
@@ -81,6 +124,8 @@ class RobustDetector:
         min_scale: absolute floor of the scale.
         rel_scale: floor of the scale relative to ``|location|``.
         log_features: features tracked in log space (missing names are ignored).
+        settle: consecutive flagged windows after which a sensor is at a new operating
+            point (see the module docstring); 0: never, a lasting shift stays anomalous.
         name: detector name written into :class:`Scores`.
     """
 
@@ -96,6 +141,7 @@ class RobustDetector:
         min_scale: float = 1e-6,
         rel_scale: float = 1e-3,
         log_features: Sequence[str] = ("std", "p2p"),
+        settle: int = 0,
         name: str = "robust",
     ) -> None:
         require(
@@ -108,6 +154,7 @@ class RobustDetector:
                 "anomalous_rate": bound(anomalous_rate, "[0, 1]"),
                 "min_scale": bound(min_scale, ">= 0"),
                 "rel_scale": bound(rel_scale, ">= 0"),
+                "settle": bound(settle, ">= 0"),
                 "feature_names": (bool(feature_names), "must not be empty"),
             },
         )
@@ -120,15 +167,15 @@ class RobustDetector:
         self.anomalous_rate = float(anomalous_rate)
         self.min_scale = float(min_scale)
         self.rel_scale = float(rel_scale)
+        self.settle = int(settle)
         self.threshold = 0.5
         self._inflate = 1.0 + _WARMUP_WIDEN / np.sqrt(self.warmup)
         self._is_log = np.array([f in set(log_features) for f in self.feature_names])
         self._log_cols = np.flatnonzero(self._is_log)
         f = len(self.feature_names)
         s = max(int(n_sensors), 0)
-        self._state = _State(
-            np.zeros(s, np.int64), np.zeros((s, f)), np.zeros((s, f)), np.zeros((s, f))
-        )
+        self._recent = min(self.settle, _RECENT) if self.settle else 0
+        self._state = _State.zeros(s, f, self._recent)
         self._warm = np.zeros((s, self.warmup, f), np.float64)
         self._pending: tuple[Features, npt.NDArray[np.bool_], _State] | None = None
 
@@ -174,6 +221,10 @@ class RobustDetector:
     def windows_seen(self, sensor: int) -> int:
         return int(self._state.seen[sensor]) if sensor < self.n_sensors else 0
 
+    def settled_away(self, sensor: int) -> bool:
+        """Whether ``sensor`` settled at a new operating point and has not come home."""
+        return bool(self._state.away[sensor]) if sensor < self.n_sensors else False
+
     # -- internals ----------------------------------------------------------------------
     def _check(self, features: Features) -> None:
         if tuple(features.names) != self.feature_names:
@@ -185,14 +236,8 @@ class RobustDetector:
             self._grow(int(features.sensor.max()) + 1)
 
     def _grow(self, n: int) -> None:
-        st, k = self._state, n - self.n_sensors
-        f = len(self.feature_names)
-        self._state = _State(
-            np.concatenate([st.seen, np.zeros(k, np.int64)]),
-            np.concatenate([st.loc, np.zeros((k, f))]),
-            np.concatenate([st.scale, np.zeros((k, f))]),
-            np.concatenate([st.eps, np.zeros((k, f))]),
-        )
+        k, f = n - self.n_sensors, len(self.feature_names)
+        self._state = self._state.grown(k)
         self._warm = np.concatenate([self._warm, np.zeros((k, self.warmup, f))])
         self._pending = None
 
@@ -292,10 +337,12 @@ class RobustDetector:
 
         Runs under the caller's ``np.errstate(all="ignore")``.
         """
-        loc, scale = st.loc[sens], st.scale[sens]
         y = self._transform(x, st.eps[sens])
         finite = np.isfinite(y)
-        eff = np.maximum(scale, np.maximum(self.min_scale, self.rel_scale * np.abs(loc)))
+        if self.settle:
+            self._come_home(st, sens, y)
+        loc, scale = st.loc[sens], st.scale[sens]
+        eff = self._eff(loc, scale)
         resid = y - loc
         az = np.where(finite, np.abs(resid) / eff, np.inf)
         zmax = az.max(axis=1)
@@ -316,8 +363,57 @@ class RobustDetector:
         # residuals would absorb a long fault within a few hundred windows.
         keep = ~finite | np.asarray(anomalous)[:, None]
         st.scale[sens] = np.where(keep, scale, new_scale)
+        if self.settle:
+            self._settle(st, sens, y, np.asarray(anomalous), loc, eff)
         st.seen[sens] += 1
         return score.astype(np.float32), top
+
+    def _eff(self, loc: _F64, scale: _F64) -> _F64:
+        """The scale z-scores divide by: the tracked one, floored."""
+        return np.maximum(scale, np.maximum(self.min_scale, self.rel_scale * np.abs(loc)))
+
+    def _come_home(self, st: _State, sens: npt.NDArray[np.intp], y: _F64) -> None:
+        """Sensors settled away whose window is normal against home, and nearer to it
+        than to where they settled, go back there."""
+        away = st.away[sens]
+        if not away.any():
+            return
+        s, ya = sens[away], y[away]
+        home, loc, scale = st.home[s], st.loc[s], st.scale[s]
+        z_home = (np.abs(ya - home) / self._eff(home, scale)).max(axis=1)
+        z_here = (np.abs(ya - loc) / self._eff(loc, scale)).max(axis=1)
+        # NaN compares False: a non-finite window never goes home.
+        back = s[(z_home < self.z_threshold) & (z_home < z_here)]
+        st.loc[back] = st.home[back]
+        st.away[back] = False
+        st.run[back] = 0
+
+    def _settle(
+        self,
+        st: _State,
+        sens: npt.NDArray[np.intp],
+        y: _F64,
+        anomalous: npt.NDArray[np.bool_],
+        loc: _F64,
+        eff: _F64,
+    ) -> None:
+        """Count alarm runs; a run of ``settle`` windows moves the sensor's location.
+
+        ``loc`` and ``eff``: the location and scale the rows were scored against."""
+        st.recent[sens, st.seen[sens] % self._recent] = y
+        st.run[sens] = np.where(anomalous, st.run[sens] + 1, 0)
+        due = st.run[sens] >= self.settle
+        if not due.any():
+            return
+        s = sens[due]
+        med = _finite_median(st.recent[s])
+        some = np.isfinite(st.recent[s]).any(axis=1)
+        moved = some & (np.abs(med - loc[due]) > _SETTLE_MOVED * eff[due])
+        leaving = ~st.away[s]
+        st.home[s[leaving]] = loc[due][leaving]
+        st.loc[s] = np.where(moved, med, st.loc[s])
+        st.away[s] = True
+        st.run[s] = 0
 
 
 def _finite_median(a: _F64) -> _F64:

@@ -215,6 +215,8 @@ class RobustParams(_Model):
     min_scale: float = Field(default=1e-6, ge=0)
     rel_scale: float = Field(default=1e-3, ge=0)
     log_features: tuple[str, ...] = ("std", "p2p")
+    # Consecutive flagged windows after which a sensor is at a new operating point; 0: never.
+    settle: int = Field(default=0, ge=0)
 
 
 class RobustDetectorSpec(_Model):
