@@ -22,13 +22,15 @@ def catalog() -> SensorCatalog:
     )
 
 
-def block(sensors: list[int], t_s: float, scores: list[float], conf: float = 1.0):
+def block(
+    sensors: list[int], t_s: float, scores: list[float], conf: float = 1.0, span_s: float = 0.5
+):
     n = len(sensors)
     feats = Features(
         group="vibration",
         names=("rms", "kurtosis"),
         sensor=np.array(sensors, np.uint32),
-        t0_ns=np.full(n, int((t_s - 0.5) * S), np.int64),
+        t0_ns=np.full(n, int((t_s - span_s) * S), np.int64),
         t1_ns=np.full(n, int(t_s * S), np.int64),
         values=np.ones((n, 2), np.float32),
     )
@@ -63,6 +65,29 @@ def test_one_event_per_incident_then_rearm_after_quiet() -> None:
     f, s = block([1], 5.0, [0.8])
     out = d.decide([f], [s], now_ns=5 * S)
     assert [x.event.sensor for x in out] == ["m1.temp"]
+
+
+def test_a_continuous_alarm_on_windows_longer_than_clear_after_is_one_incident() -> None:
+    # 1 s windows, clear_after 0.5 s: between two anomalous windows 1 s of data time
+    # passes without one, yet the alarm never stopped.
+    d = Decider("gw", catalog(), clear_after_s=0.5)
+    events = []
+    for k in range(1, 11):  # windows of 10 samples at 10 Hz: t1 - t0 = 0.9 s
+        f, s = block([1], float(k), [0.9], span_s=0.9)
+        events += d.decide([f], [s], now_ns=k * S)
+        # a frame between two windows (data time moves on, no window completes)
+        events += d.decide([], [], now_ns=int((k + 0.7) * S))
+    assert len(events) == 1 and d.open_incidents == ["m1"]
+    # The next window is normal: closed once it is surely in.
+    f, s = block([1], 11.0, [0.1], span_s=0.9)
+    d.decide([f], [s], now_ns=11 * S)
+    d.decide([], [], now_ns=12 * S)
+    assert d.open_incidents == []
+    # Short windows still close after clear_after_s.
+    f, s = block([0], 12.0, [0.9], span_s=0.1)
+    assert len(d.decide([f], [s], now_ns=12 * S)) == 1
+    d.decide([], [], now_ns=int(12.6 * S))
+    assert d.open_incidents == []
 
 
 def test_low_confidence_windows_never_open_incidents() -> None:

@@ -8,7 +8,11 @@ behaving or not. The :class:`Decider` keeps one small state per machine:
   silent for longer than ``stale_after_s`` (a dropout);
 * while it is open, further anomalous windows extend it but raise nothing new (no alarm
   storm; the cloud sees one event per incident);
-* it **closes** after ``clear_after_s`` of data time without an anomalous window.
+* it **closes** after ``clear_after_s`` of data time without an anomalous window, and
+  never before the next window of the sensor that last extended it has ended: with 1 s
+  windows and ``clear_after_s = 0.5``, a continuous alarm is one incident, not one per
+  window. (A window's ``t1`` is its last sample: the next window of a tumbling group of
+  ``n`` samples ends ``n / (n - 1)`` window spans later, at most two spans.)
 
 Each opening yields one :class:`Decision`: the event to forward upstream and the
 actions the first matching rule asks for.
@@ -68,7 +72,14 @@ class Decision:
 class _MachineState:
     open: bool = False
     last_anomalous_ns: int = 0
+    last_span_ns: int = 0  # t1 - t0 of the window(s) that last extended the incident
     incidents: int = 0
+
+    def extend(self, t1_ns: int, span_ns: int) -> None:
+        if t1_ns > self.last_anomalous_ns:
+            self.last_anomalous_ns, self.last_span_ns = t1_ns, span_ns
+        elif t1_ns == self.last_anomalous_ns:
+            self.last_span_ns = max(self.last_span_ns, span_ns)
 
 
 @dataclass(slots=True)
@@ -141,7 +152,7 @@ class Decider:
             for r in rows[order[first]]:
                 m = int(self._machine_of[feats.sensor[r]])
                 st = self._state[m]
-                st.last_anomalous_ns = max(st.last_anomalous_ns, int(feats.t1_ns[r]))
+                st.extend(int(feats.t1_ns[r]), int(feats.t1_ns[r] - feats.t0_ns[r]))
                 if st.open:
                     continue
                 decision = self._open(m, feats, sc, int(r), now_ns)
@@ -149,9 +160,11 @@ class Decider:
                     out.append(decision)
             # Extend incidents of every hot machine, not only the explaining row's.
             for m in np.unique(machines):
-                st = self._state[int(m)]
-                t1 = int(feats.t1_ns[rows[machines == m]].max())
-                st.last_anomalous_ns = max(st.last_anomalous_ns, t1)
+                mine = rows[machines == m]
+                t1 = feats.t1_ns[mine]
+                last = int(t1.max())
+                span = int((t1 - feats.t0_ns[mine])[t1 == last].max())
+                self._state[int(m)].extend(last, span)
         if housekeeping:
             out.extend(self._check_silence(now_ns))
             self._close_quiet(now_ns)
@@ -232,7 +245,7 @@ class Decider:
     def _close_quiet(self, now_ns: int) -> None:
         quiet = int(self.clear_after_s * 1e9)
         for m, st in enumerate(self._state):
-            if not st.open or now_ns - st.last_anomalous_ns < quiet:
+            if not st.open or now_ns - st.last_anomalous_ns < max(quiet, 2 * st.last_span_ns):
                 continue
             # A machine with a silent sensor stays in its incident until data returns.
             if self._stale[self._machine_of == m].any():
