@@ -106,6 +106,35 @@ def test_a_level_that_keeps_moving_settles_again_and_again() -> None:
     assert not flags[-60:].any()
 
 
+def test_a_sensor_sending_nan_settles_without_moving_or_warning() -> None:
+    plant = settled(5)
+    loc0 = plant.det.baseline(0)[0].copy()
+    f = feats(np.full((N, 2), [np.nan, 0.0]), 10_000)
+    for _ in range(12):  # scored 1 (anomalous) every window: runs reach settle twice
+        sc = plant.det.score(f)
+        plant.det.learn(f, sc)
+        assert (sc.score == 1.0).all()
+    loc, scale = plant.det.baseline(0)
+    assert loc[0] == loc0[0] and np.isfinite(scale).all()
+
+
+def test_the_scale_of_a_level_still_moving_widens_at_settling() -> None:
+    plant = settled(10)
+    scale0 = plant.det.baseline(0)[1][0]
+    for k in range(11):  # a ramp of 2 scales per window: alarms, then settles moving
+        plant.run(1, level=12.0 + 2.0 * k)
+    assert plant.det.settled_away(0)
+    assert plant.det.baseline(0)[1][0] > 2.0 * scale0
+    # Steps to levels that then stand still keep their scale (but for the rare sensor
+    # whose last windows happened to spread beyond 4 scales).
+    still = settled(10, seed=1)
+    s1 = np.array([still.det.baseline(s)[1][0] for s in range(N)])
+    still.run(11, level=30.0)
+    s2 = np.array([still.det.baseline(s)[1][0] for s in range(N)])
+    assert all(still.det.settled_away(s) for s in range(N))
+    assert (s2 < 1.2 * s1).sum() >= N - 1
+
+
 def test_speculative_score_matches_learning_while_settling() -> None:
     # score() alone must not change state; learn() with other flags must be honoured.
     a, b = settled(5, seed=3), settled(5, seed=3)

@@ -15,12 +15,12 @@ For every (sensor, feature) the detector keeps a location and a scale:
 * **settling** (``settle > 0``, off by default): a sensor flagged for ``settle``
   consecutive windows is at a new operating point (a load change, a new product on the
   line), not in a fault that must stay visible: the features that moved get the median of
-  its last few windows as their location, so the alarm is raised once and ends. The
-  location it left is kept as the sensor's *home*; a later window that is normal against
-  home returns the sensor there silently, so the end of a long fault, or going back to the
-  old regime, raises no second alarm. A level that keeps moving (a temperature still
-  approaching its new equilibrium) may settle a few times, each an alarm burst of
-  ``settle`` windows. See :mod:`edgeloop.detect.multivariate` for the same idea over a
+  its last few windows as their location, so the alarm is raised once and ends. A level
+  clearly still moving then (a temperature approaching its new equilibrium) gets half the
+  range of those windows as its scale, narrowing back as it stills, so its approach
+  does not alarm again and again. The location it left is kept as the sensor's *home*; a
+  later window that is normal against home returns the sensor there silently, so the end
+  of a long fault, or going back to the old regime, raises no second alarm. See :mod:`edgeloop.detect.multivariate` for the same idea over a
   machine's sensors together.
 
 The score of a window is the largest robust ``|z|`` over its features mapped smoothly to
@@ -66,6 +66,9 @@ _RECENT = 5
 # A feature moves at settling only if its recent median is more than this many scales
 # from its location: the features that did not change keep their baseline.
 _SETTLE_MOVED = 3.0
+# Half the range of _RECENT noisy windows exceeds this many scales rarely (~5 % for 5
+# Gaussian windows): above it, a settling level is still moving.
+_MOVING = 2.0
 # Widen the warm-up scale by this many standard errors (relative SE ~ 1/sqrt(warmup)):
 # a spread estimated from ~20 windows is too small in a few (sensor, feature) pairs out
 # of thousands, and each would raise false alarms until the EWMA corrects it.
@@ -412,6 +415,14 @@ class RobustDetector:
         leaving = ~st.away[s]
         st.home[s[leaving]] = loc[due][leaving]
         st.loc[s] = np.where(moved, med, st.loc[s])
+        # A level still moving (a temperature approaching its new equilibrium) is not
+        # known to a tenth of a scale: a moved feature whose recent windows span clearly
+        # more than noise does (half their range above _MOVING scales) takes that half
+        # range as its scale, which narrows back at the EWMA rate once the level is still.
+        rec = st.recent[s]  # fmax/fmin skip NaN without warning
+        spread = 0.5 * (np.fmax.reduce(rec, axis=1) - np.fmin.reduce(rec, axis=1))
+        wider = moved & np.isfinite(spread) & (spread > _MOVING * st.scale[s])
+        st.scale[s] = np.where(wider, spread, st.scale[s])
         st.away[s] = True
         st.run[s] = 0
 
