@@ -298,6 +298,20 @@ def test_a_run_reads_the_newest_documents(store: HubStore, clock: Clock) -> None
     assert data["start_ns"] == start + 2 * 60 * SEC and data["end_ns"] == start + 3 * 60 * SEC
 
 
+def test_too_few_rows_for_the_quantile_after_the_holdout_are_refused_not_failed(
+    store: HubStore, clock: Clock
+) -> None:
+    # 2000 rows pass min_rows 1000, but 0.9995 needs 2000 to fit after a 0.25 holdout
+    # (2667 in all): the run is refused, saying why, rather than failing in fit_model.
+    client = hub(store, clock, replace(CONFIG, max_documents=4, quantile=0.9995))
+    with_champion(client)
+    upload_samples(client, clock, FLEET[:4], load=1.4)
+    result = ok(client.post("/v1/retrain", json={"actor": "ann"}), 201)
+    assert result["outcome"] == "refused", result
+    assert "2000 usable sample rows" in result["why"] and "need 2667" in result["why"]
+    assert "quantile 0.9995 needs 2000 after the 0.25 holdout" in result["why"]
+
+
 def test_a_queued_run_runs_in_the_worker_thread(store: HubStore, clock: Clock) -> None:
     client = hub(store, clock)
     with_champion(client)

@@ -32,6 +32,7 @@ service's worker thread (:meth:`submit`) or the caller's, never in the ingest pa
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -190,6 +191,7 @@ class RetrainService:
         self, run: int, reason: str, actor: str, since_ns: int | None, since_from: str
     ) -> RetrainResult:
         from edgeloop.learn import fit_model, to_onnx
+        from edgeloop.learn.train import rows_needed
         from edgeloop.registry import describe
 
         cfg = self.config
@@ -213,10 +215,23 @@ class RetrainService:
             **ts.describe(),
         }
         n = ts.rows.shape[0]
-        if n < cfg.min_rows:
+        # The rows left to fit once the holdout is taken must be enough for the
+        # calibration quantile too: refused here, with the reason, not failed in fit_model.
+        folds = int(dict(cfg.params).get("cv_folds", 5))
+        fit_need = rows_needed(cfg.quantile, folds, len(names))
+        need = max(cfg.min_rows, math.ceil(fit_need / (1.0 - cfg.holdout_fraction)))
+        if n < need:
+            why = (
+                ""
+                if need == cfg.min_rows
+                else (
+                    f" (min_rows {cfg.min_rows}; quantile {cfg.quantile:g} needs {fit_need} "
+                    f"after the {cfg.holdout_fraction:g} holdout)"
+                )
+            )
             raise _Refused(
                 f"data: {n} usable sample rows of {champion}'s features since {since} "
-                f"(from {len(docs)} documents), need {cfg.min_rows}",
+                f"(from {len(docs)} documents), need {need}{why}",
                 {},
                 dataset,
             )

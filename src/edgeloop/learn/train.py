@@ -204,6 +204,13 @@ def fingerprint(features: npt.ArrayLike) -> str:
     return hashlib.sha256(x.tobytes()).hexdigest()
 
 
+def rows_needed(quantile: float, cv_folds: int, n_features: int) -> int:
+    """The fewest normal rows :func:`fit_model` accepts: an empirical ``quantile`` needs
+    ``1 / (1 - quantile)`` of them, each fold two, and PCA one more than the features."""
+    # round(): 1 / (1 - 0.9999) is 10000.0000000005 in floating point, not 10001 rows.
+    return max(math.ceil(round(1.0 / (1.0 - quantile), 6)), 2 * cv_folds, n_features + 1)
+
+
 def fit_model(
     features: npt.ArrayLike,
     feature_names: Sequence[str],
@@ -249,8 +256,7 @@ def fit_model(
         raise ConfigError(f"quantile: must be in (0, 1), got {quantile}")
     if cv_folds < 2:
         raise ConfigError(f"cv_folds: must be >= 2, got {cv_folds}")
-    # round(): 1 / (1 - 0.9999) is 10000.0000000005 in floating point, not 10001 rows.
-    need = max(math.ceil(round(1.0 / (1.0 - quantile), 6)), 2 * cv_folds, len(names) + 1)
+    need = rows_needed(quantile, cv_folds, len(names))
     if x.shape[0] < need:
         raise ConfigError(
             f"features: {x.shape[0]} usable normal rows, need at least {need} for quantile "
