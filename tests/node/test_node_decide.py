@@ -90,6 +90,28 @@ def test_a_continuous_alarm_on_windows_longer_than_clear_after_is_one_incident()
     assert d.open_incidents == []
 
 
+def test_open_incidents_outside_a_group_name_what_else_raised_them() -> None:
+    d = Decider("gw", catalog(), clear_after_s=2.0)
+    f, s = block([0], 1.0, [0.9])  # m1's vibration
+    d.decide([f], [s], now_ns=1 * S)
+    assert d.open_incidents == ["m1"]
+    assert d.open_incidents_outside("vibration") == []
+    assert d.open_incidents_outside("process") == ["m1"]
+    assert d.open_incidents_outside(None) == ["m1"]
+    # m1's temperature extends the same incident: now tainted for vibration too.
+    f, s = block([1], 1.5, [0.9])
+    f = Features("process", f.names, f.sensor, f.t0_ns, f.t1_ns, f.values)
+    d.decide([f], [s], now_ns=int(1.5 * S))
+    assert d.open_incidents_outside("vibration") == ["m1"]
+    # Closed, then opened again by vibration alone: the old group is forgotten.
+    f, s = block([0], 5.0, [0.1])
+    d.decide([f], [s], now_ns=5 * S)
+    assert d.open_incidents == []
+    f, s = block([0], 6.0, [0.9])
+    d.decide([f], [s], now_ns=6 * S)
+    assert d.open_incidents_outside("vibration") == []
+
+
 def test_low_confidence_windows_never_open_incidents() -> None:
     d = Decider("gw", catalog())
     f, s = block([0], 1.0, [0.99], conf=0.5)

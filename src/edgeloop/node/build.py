@@ -178,9 +178,16 @@ def attach_samples(config: NodeConfig, core: NodeCore) -> SampleCollector:
     assert config.models is not None and config.models.samples is not None
     c = config.models.samples
     machines = core.catalog.machines()
+    collector: SampleCollector | None = None
+
+    def tainting() -> list[str]:
+        # The acting model's own alarms are left out row by row (by score); an incident
+        # another group raised (a temperature alarm) leaves out the machine's rows too.
+        return core.decider.open_incidents_outside(collector.group if collector else None)
+
     collector = SampleCollector(
         config.node_id,
-        open_machines_of(lambda: core.decider.open_incidents, machines),
+        open_machines_of(tainting, machines),
         core.catalog.machine_codes(),
         max_rows=c.max_rows,
         max_bytes=c.max_bytes,

@@ -74,6 +74,7 @@ class _MachineState:
     last_anomalous_ns: int = 0
     last_span_ns: int = 0  # t1 - t0 of the window(s) that last extended the incident
     incidents: int = 0
+    groups: set[str] = field(default_factory=set)  # what raised or extended the open one
 
     def extend(self, t1_ns: int, span_ns: int) -> None:
         if t1_ns > self.last_anomalous_ns:
@@ -164,7 +165,10 @@ class Decider:
                 t1 = feats.t1_ns[mine]
                 last = int(t1.max())
                 span = int((t1 - feats.t0_ns[mine])[t1 == last].max())
-                self._state[int(m)].extend(last, span)
+                st = self._state[int(m)]
+                st.extend(last, span)
+                if st.open:
+                    st.groups.add(feats.group)
         if housekeeping:
             out.extend(self._check_silence(now_ns))
             self._close_quiet(now_ns)
@@ -184,6 +188,7 @@ class Decider:
             return None
         st = self._state[m]
         st.open = True
+        st.groups = {feats.group}
         st.incidents += 1
         top = int(sc.top_feature[r])
         sensor = self.catalog[int(feats.sensor[r])].name
@@ -218,11 +223,13 @@ class Decider:
             st = self._state[m]
             st.last_anomalous_ns = max(st.last_anomalous_ns, now_ns)
             if st.open:
+                st.groups.add("dropout")
                 continue
             rule = self._rule_for("dropout", 1.0)
             if rule is None:
                 continue
             st.open = True
+            st.groups = {"dropout"}
             st.incidents += 1
             last = int(self._last_seen[s])
             event = Event(
@@ -255,3 +262,15 @@ class Decider:
     @property
     def open_incidents(self) -> list[str]:
         return [self._machines[m] for m, st in enumerate(self._state) if st.open]
+
+    def open_incidents_outside(self, group: str | None) -> list[str]:
+        """Machines whose open incident was raised or extended by anything but
+        ``group``'s windows (another window group, a dropout); ``None``: every open one.
+
+        What the acting model's group flagged, its own scores already say row by row; a
+        temperature alarm is what taints the machine's vibration windows too."""
+        return [
+            self._machines[m]
+            for m, st in enumerate(self._state)
+            if st.open and (group is None or st.groups - {group})
+        ]

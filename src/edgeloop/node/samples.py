@@ -3,7 +3,12 @@
 :class:`SampleCollector` sees every scored block of the node (``NodeCore.score_sink``:
 features and combined scores). It keeps, per period, a bounded reservoir of the feature
 rows of the acting model's window group that scored *clearly* normal — combined score
-below ``max_score_ratio × threshold`` — on machines without an open incident. The
+below ``max_score_ratio × threshold`` — on machines without an open incident that
+another window group (or a dropout) raised or extended: the acting group's own alarms
+are already left out row by row, and leaving out every row of a machine the drifted
+model alarms on would sample only what it still accepts (in the drift scenario its
+retrained model then alarmed 1,019 times an hour against the champion's 400 before the
+change; 429 with this rule, one run each). The
 reservoir is a seeded uniform sample of every such row of the period (Vitter's
 algorithm R, vectorised per block), so a busy period is represented as fairly as a quiet
 one, and its size is capped so that one period's document stays under ``max_bytes``.
@@ -45,7 +50,7 @@ class SampleCollector:
 
     Args:
         node: the node id written into each document.
-        open_machines: the machine codes with an open incident now (rows of those
+        open_machines: the machine codes with a tainting open incident now (rows of those
             machines are left out).
         machine_of: machine code of each sensor index (``SensorCatalog.machine_codes``).
         max_rows: reservoir size per period (the byte cap may lower it).
