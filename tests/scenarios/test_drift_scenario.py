@@ -100,7 +100,8 @@ def test_drift_is_detected_and_handled_by_the_hub_with_no_human_step(tmp_path: P
     its own. Whether the first retrained model passes its gates depends on the few
     sample rows a small fleet sends in a few seconds (seen both ways here); when one is
     promoted, the offline gateway follows it. ``EDGELOOP_SOAK=1``: the default scenario,
-    which must promote, and the delivered model's false alarms and the recall after."""
+    which must promote and show what the issue asks (``check``: fleet-wide false alarms
+    after the promotion at most a third of the peak, recall after >= 0.95)."""
     opts = DriftOptions(workdir=tmp_path, live=False)
     if not SOAK:
         opts = DriftOptions(
@@ -109,6 +110,10 @@ def test_drift_is_detected_and_handled_by_the_hub_with_no_human_step(tmp_path: P
             duration_s=60.0,
             regime_at_s=20.0,
             faults=6,
+            # A minute of plant gathers a few hundred sample rows, not the 1000 the
+            # default bar (the 99.9 % quantile) needs: a lower bar, to reach the gates.
+            retrain_min_rows=250,
+            retrain_quantile=0.995,
             workdir=tmp_path,
             live=False,
         )
@@ -139,7 +144,5 @@ def test_drift_is_detected_and_handled_by_the_hub_with_no_human_step(tmp_path: P
         allowed = {rep["final_champion"], rep["running_challenger"]}
         assert set(rep["final_acting"].values()) <= allowed, rep["final_acting"]
         assert rep["final_champion"] not in (None, "v1")
-    if SOAK:
-        model = rep["false_alarms_per_hour_by_source"]["delivered_model"]
-        assert model["after"] <= model["peak"] / 3, model
-        assert rep["recall_after"] >= 0.95
+    if SOAK:  # the issue's figures, fleet-wide: after <= peak / 3, recall >= 0.95
+        assert check(rep) == [], rep
