@@ -361,12 +361,13 @@ def create_app(
     app.state.retrain = retrain
     app.include_router(feedback_router(LabelStore(store), retrain))
 
-    onset = DriftOnset(drift.period_ns)
+    onset = DriftOnset(drift.period_ns, max_age_ns=int(retrain.config.window_s * 1e9))
 
     def retrain_on_drift(trigger: RetrainTrigger) -> None:
         # Queued in the retrain worker: the trigger may come from an ingest observer.
-        # The data starts at the drift's onset (kept while the champion acts), not
-        # window_s back: a model trained on both regimes drifts from the new one again.
+        # The data starts at the drift's onset (kept while the champion acts, at most
+        # window_s old), not window_s back: a model trained on both regimes drifts from
+        # the new one again.
         since = onset.since(plane.registry().champion, trigger)
         retrain.submit(
             f"drift: {trigger.reason}", "drift", since_ns=since, since_from="drift onset"

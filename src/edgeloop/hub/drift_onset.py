@@ -8,7 +8,9 @@ drifted from the new one again and was retrained and promoted in a loop (drift s
 Several triggers may be needed before enough rows arrive (curated samples thin out under
 drift), so the onset is kept while one champion acts: every trigger against that champion
 trains from the first trigger's onset. A different champion (promoted, rolled back)
-starts a new onset. Pure bookkeeping, in memory: after a hub restart the next trigger
+starts a new onset, and so does a kept onset older than ``max_age_ns`` (the retraining
+``window_s``): a champion that drifts now and then over weeks is not retrained on every
+regime since the first. Pure bookkeeping, in memory: after a hub restart the next trigger
 starts a new onset.
 """
 
@@ -34,10 +36,13 @@ class DriftOnset:
 
     Args:
         period_ns: the drift service's period (``DriftService.period_ns``).
+        max_age_ns: a kept onset more than this before the trigger's own is dropped
+            (``None``: kept while the champion acts).
     """
 
-    def __init__(self, period_ns: int) -> None:
+    def __init__(self, period_ns: int, max_age_ns: int | None = None) -> None:
         self.period_ns = period_ns
+        self.max_age_ns = max_age_ns
         self._kept: tuple[str | None, int] | None = None
 
     def since(self, champion: str | None, trigger: RetrainTrigger) -> int:
@@ -52,9 +57,20 @@ class DriftOnset:
         600
         >>> o.since("v2", RetrainTrigger(15, "*", 2, (), {}, ""))  # a new champion
         840
+        >>> DriftOnset(60, max_age_ns=300).since("v2", RetrainTrigger(30, "*", 2, (), {}, ""))
+        1740
+        >>> o.max_age_ns = 300
+        >>> o.since("v2", RetrainTrigger(30, "*", 2, (), {}, ""))  # 840 is too old
+        1740
         """
-        if self._kept is None or self._kept[0] != champion:
-            self._kept = (champion, onset_ns(trigger, self.period_ns))
+        now = onset_ns(trigger, self.period_ns)
+        stale = (
+            self._kept is not None
+            and self.max_age_ns is not None
+            and now - self._kept[1] > self.max_age_ns
+        )
+        if self._kept is None or self._kept[0] != champion or stale:
+            self._kept = (champion, now)
         return self._kept[1]
 
 

@@ -156,8 +156,7 @@ def hub_options(opts: DriftOptions, missing: list[str]) -> dict[str, Any]:
         "retrain_config": RetrainConfig(
             # Drift-triggered runs train from the drift's onset (create_app's wiring):
             # a model fitted on both regimes drifts from the new one again (measured: it
-            # was promoted and retrained in a loop). This window is for runs by hand.
-            window_s=(opts.drift_persistence + 1) * opts.drift_period_s + 4.0,
+            # was promoted and retrained in a loop).
             min_rows=opts.retrain_min_rows,
             quantile=opts.retrain_quantile,
             policy=policy,
