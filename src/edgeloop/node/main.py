@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import contextlib
 import gc
 import json
 import logging
@@ -37,6 +36,7 @@ from edgeloop.node.config import NodeConfig
 from edgeloop.node.plan import NodePlan, plan_from_json
 from edgeloop.node.runtime import NodeRuntime
 from edgeloop.node.sources import csv_source, sim_source
+from edgeloop.node.stop import StopOnSignals, StoppedAtOnce
 from edgeloop.telemetry.frame import Frame, SensorCatalog, SensorKind, SensorSpec
 
 log = logging.getLogger("edgeloop.node")
@@ -89,8 +89,14 @@ async def run_node(
     duration_s: float | None,
     start_ns: int | None = None,
     drain_timeout_s: float = 30.0,
+    stop: asyncio.Event | None = None,
 ) -> dict[str, Any]:
-    """Run the node until ``duration_s`` has passed (or forever); return final stats."""
+    """Run the node until ``duration_s`` has passed (or forever); return final stats.
+
+    ``stop``, once set, ends the run the same way the end of ``duration_s`` does: the
+    sources stop, what they gave is flushed into the outbox, and the outbox drains for
+    up to ``drain_timeout_s`` (a stop signal sets it: ``node/stop.py``).
+    """
     cfg = plan.config
     clock = time.time_ns
     # One worker thread for blocking storage: calls are serialised by the outbox anyway,
@@ -198,33 +204,33 @@ async def run_node(
         # would end without the samples of its last tick (never fed, never counted).
         grace_s = max((src.phase_s + 1.0 for src, _ in sims), default=0.0)
         remaining = (until - clock()) / 1e9 + grace_s
-        done, _ = await asyncio.wait(tasks, timeout=remaining if duration_s is not None else None)
-        for t in done:
-            if t.exception() is not None:
+        await _sources_end(tasks, remaining if duration_s is not None else None, stop)
+        for t in tasks:
+            if t.done() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-    for t in model_tasks:
-        t.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await t
+        await _cancel(tasks)
+    await _cancel(model_tasks)
     if reconciler is not None:  # the shadow's last, partial measurement period
         await reconciler.close_period()
         await reconciler.close_sketches()
     await runtime.flush()
     for mqtt_src in mqtt_sources:  # everything the core took is in the outbox: PUBACK it
         await mqtt_src.close()
+    if transport is not None:
+        depth = (await asyncio.to_thread(outbox.stats)).depth
+        log.info("draining the outbox: %d entries, for up to %g s", depth, drain_timeout_s)
     drained = await runtime.drain(drain_timeout_s)
-    status_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await status_task
+    await _cancel([status_task])
     stats = runtime.status()
     stats["drained"] = drained
     stats["outbox_depth"] = outbox.stats().depth
+    if transport is not None:
+        log.info(
+            "%s; %d entries stay in the outbox",
+            "drained" if drained else "not drained",
+            stats["outbox_depth"],
+        )
     inner = transport
     stats["bytes_uplinked"] = int(getattr(inner, "bytes_sent", 0))
     stats["batches_sent"] = int(getattr(inner, "batches_sent", 0))
@@ -245,6 +251,41 @@ async def run_node(
     await runtime.stop()
     outbox.close()
     return stats
+
+
+async def _sources_end(
+    tasks: list[asyncio.Task[None]], timeout_s: float | None, stop: asyncio.Event | None
+) -> None:
+    """Wait until every source has ended, ``timeout_s`` has passed or ``stop`` is set."""
+    stopping = asyncio.create_task((stop or asyncio.Event()).wait())
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout_s is None else loop.time() + timeout_s
+    running: set[asyncio.Future[Any]] = set(tasks)
+    try:
+        while running and not stopping.done():
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return
+            _, running = await asyncio.wait(
+                running | {stopping}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            running.discard(stopping)
+    finally:
+        stopping.cancel()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended; re-raise a failure of theirs.
+
+    A cancellation of the caller itself still goes through (``gather`` passes it on,
+    where awaiting each task under ``suppress(CancelledError)`` would swallow it): a
+    second stop signal must not be lost here.
+    """
+    for t in tasks:
+        t.cancel()
+    for res in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(res, Exception):
+            raise res
 
 
 async def _corrupting(
@@ -277,6 +318,28 @@ async def _write_status(runtime: NodeRuntime, path: str | None, every_s: float =
         tmp.write_text(json.dumps(st))
         os.replace(tmp, target)
         await asyncio.sleep(every_s)
+
+
+async def run_until_stopped(
+    plan: NodePlan,
+    duration_s: float | None,
+    start_ns: int | None = None,
+    drain_timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    """:func:`run_node` in a process: SIGTERM or SIGINT stop it in order, a second one
+    at once (:class:`~edgeloop.node.stop.StoppedAtOnce`).
+
+    The stats say which signal started the stop (``stopped_by``, else ``None``).
+    """
+    with StopOnSignals(drain_timeout_s) as signals:
+        try:
+            stats = await run_node(plan, duration_s, start_ns, drain_timeout_s, signals.requested)
+        except asyncio.CancelledError:
+            if signals.forced is None:
+                raise
+            raise StoppedAtOnce(signals.forced) from None
+    stats["stopped_by"] = signals.first.name if signals.first is not None else None
+    return stats
 
 
 def plan_via_launcher(config: Path) -> NodePlan:
@@ -334,14 +397,16 @@ def main(
             node_plan = plan_via_launcher(config)
         else:
             raise ConfigError("give a node config (--config) or a plan (--plan)")
-        stats = asyncio.run(run_node(node_plan, duration, start_ns, drain_timeout_s))
+        stats = asyncio.run(run_until_stopped(node_plan, duration, start_ns, drain_timeout_s))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     except EdgeloopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except StoppedAtOnce as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:  # before the node's own handlers are installed
         return 130
     if stats_out is not None:
         stats_out.write_text(json.dumps(stats))
