@@ -1,5 +1,5 @@
 """Curated normal windows on the node: the collector keeps a bounded, seeded, uniform
-sample of the acting model's clearly normal rows (not of alerting windows, not of
+sample of the acting model's rows that are not clearly anomalous (not of
 machines in an incident), capped in bytes; its documents decode with every field
 checked, and bad documents name the field."""
 
@@ -89,6 +89,24 @@ def test_leaves_out_alerting_rows_incidents_and_other_groups() -> None:
     idle = SampleCollector("gw1", lambda: np.zeros(2, bool), np.array([0, 1]))
     idle(*block(values, np.zeros(4), np.zeros(4)))
     assert idle.take(SEC) is None
+
+
+def test_by_default_the_normal_tail_stays_in_and_clear_anomalies_go() -> None:
+    # threshold 0.5: a calibrated model scores 0.5 at its 99.9 % quantile distance and
+    # 0.75 at three times it. Rows just above the threshold are the normal tail, which
+    # the next model's calibration needs; 0.8 is a clear anomaly.
+    c = collector(max_rows=1000)
+    values = np.arange(12, dtype=np.float32).reshape(4, 3)
+    feats, sc = block(values, np.zeros(4), np.array([0.2, 0.55, 0.7, 0.8]))
+    sc = Scores(sc.score, 0.5, sc.confidence, sc.top_feature, sc.detector)
+    c(feats, sc)
+    entry = c.take(SEC)
+    assert entry is not None
+    doc = json.loads(entry.payload)
+    np.testing.assert_array_equal(sample_rows(doc), values[:3])
+    assert doc["excluded"] == {"score": 1, "incident": 0}
+    with pytest.raises(ValueError, match="max_score_ratio"):
+        collector(max_score_ratio=0.0)
 
 
 def test_document_stays_under_its_byte_cap() -> None:

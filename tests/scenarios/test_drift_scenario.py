@@ -4,7 +4,7 @@ end) the loop closes on its own: drift detected, a model retrained, canaried and
 with no human step, the offline gateway converging when it comes back.
 
 The end-to-end run is the short version by default; ``EDGELOOP_SOAK=1`` runs the default
-150-second scenario and also asserts the issue's false-alarm and recall figures.
+180-second scenario and also asserts the issue's false-alarm and recall figures.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 :class:`SampleCollector` sees every scored block of the node (``NodeCore.score_sink``:
 features and combined scores). It keeps, per period, a bounded reservoir of the feature
-rows of the acting model's window group that scored *clearly* normal — combined score
-below ``max_score_ratio × threshold`` — on machines without an open incident that
+rows of the acting model's window group that are not clearly anomalous — combined score
+below ``max_score_ratio × threshold`` (1.5 by default: the normal tail just above the
+threshold stays in, or the next model's calibration would be truncated at this one's) —
+on machines without an open incident that
 another window group (or a dropout) raised or extended: the acting group's own alarms
 are already left out row by row, and leaving out every row of a machine the drifted
 model alarms on would sample only what it still accepts (in the drift scenario its
@@ -55,8 +57,8 @@ class SampleCollector:
         machine_of: machine code of each sensor index (``SensorCatalog.machine_codes``).
         max_rows: reservoir size per period (the byte cap may lower it).
         max_bytes: cap of one document's size.
-        max_score_ratio: a row is clearly normal when its combined score is below this
-            share of the threshold.
+        max_score_ratio: a row is kept when its combined score is below this multiple of
+            the threshold (``>= 1 / threshold``: every row).
         seed: seeds the reservoir (the same input gives the same sample).
 
     Attributes:
@@ -74,15 +76,15 @@ class SampleCollector:
         *,
         max_rows: int = 256,
         max_bytes: int = 64 * 1024,
-        max_score_ratio: float = 0.5,
+        max_score_ratio: float = 1.5,
         seed: int = 0,
     ) -> None:
         if max_rows < 1:
             raise ValueError(f"samples.max_rows: must be >= 1, got {max_rows}")
         if max_bytes <= _OVERHEAD:
             raise ValueError(f"samples.max_bytes: must be > {_OVERHEAD}, got {max_bytes}")
-        if not 0 < max_score_ratio <= 1:
-            raise ValueError(f"samples.max_score_ratio: must be in (0, 1], got {max_score_ratio}")
+        if not max_score_ratio > 0:
+            raise ValueError(f"samples.max_score_ratio: must be > 0, got {max_score_ratio}")
         self.node = node
         self.open_machines = open_machines
         self.machine_of = np.asarray(machine_of)

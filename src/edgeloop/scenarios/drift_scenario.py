@@ -237,7 +237,6 @@ def _run(opts: DriftOptions, workdir: Path, console: Any) -> dict[str, Any]:
             if not missing:
                 cfg["models"]["samples"] = {
                     "max_rows": 256,
-                    "max_score_ratio": 1.0,
                     "seed": gw.index,
                 }
 
