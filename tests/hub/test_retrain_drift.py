@@ -81,6 +81,12 @@ def test_persistent_drift_starts_a_retraining_run_on_the_data_since_its_onset(
     assert clock() < T0
     drift_periods(client, clock, range(2))  # two drifted periods: the streak's persistence
     (run,) = finished_runs(client, 1)
+    # Its rollout is deciding: the champion still drifts, but a further trigger starts no
+    # run (another model could not be rolled out now, only registered).
+    drift_periods(client, clock, range(2, 4))
+    time.sleep(0.5)
+    assert len(ok(client.get("/v1/retrain/runs"))["runs"]) == 1
+    assert ok(client.get("/v1/drift"))["triggers"] == 2
     app.state.retrain.close()
     assert run["actor"] == "drift" and run["reason"].startswith("drift: ")
     assert run["outcome"] == "rolled_out", run["detail"]
@@ -93,7 +99,6 @@ def test_persistent_drift_starts_a_retraining_run_on_the_data_since_its_onset(
     assert data["until_ns"] - T0 < CONFIG.window_s * SEC
     (rollout,) = ok(client.get("/v1/rollouts"))["rollouts"]
     assert rollout["challenger"] == run["version"] and rollout["champion"] == "v1"
-    assert ok(client.get("/v1/drift"))["triggers"] == 1
 
 
 def test_triggers_against_one_champion_keep_the_first_onset_a_new_champion_a_new_one(

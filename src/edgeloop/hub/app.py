@@ -368,6 +368,11 @@ def create_app(
         # The data starts at the drift's onset (kept while the champion acts, at most
         # window_s old), not window_s back: a model trained on both regimes drifts from
         # the new one again.
+        if plane.rollouts(running_only=True):
+            # A rollout is deciding already (the champion drifts until it is replaced):
+            # another model now could not be rolled out, and would only be registered.
+            log.info("drift trigger while a rollout runs: no retraining (%s)", trigger.reason)
+            return
         since = onset.since(plane.registry().champion, trigger)
         retrain.submit(
             f"drift: {trigger.reason}", "drift", since_ns=since, since_from="drift onset"

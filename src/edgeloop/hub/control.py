@@ -438,10 +438,10 @@ class ControlPlane:
                     conn,
                 )
 
-    def rollouts(self) -> list[fs.RolloutRecord]:
-        """Every rollout, oldest first."""
+    def rollouts(self, running_only: bool = False) -> list[fs.RolloutRecord]:
+        """Every rollout (or only the running one), oldest first."""
         with reading(self.store) as conn:
-            return fs.list_rollouts(conn)
+            return fs.list_rollouts(conn, running_only=running_only)
 
 
 __all__ = ["ONLINE_S", "ControlPlane", "NotFound"]
