@@ -15,7 +15,7 @@ needs a model file, and the node builds it through its detector factory.
 True
 >>> check_params("robust", {"alpha": 0.1, "alfa": 2})
 ["unknown parameter 'alfa' (known: alpha, anomalous_rate, clip, log_features, min_scale, \
-rel_scale, warmup, z_threshold)"]
+rel_scale, settle, warmup, z_threshold)"]
 """
 
 from __future__ import annotations
