@@ -191,7 +191,7 @@ class RetrainService:
         self, run: int, reason: str, actor: str, since_ns: int | None, since_from: str
     ) -> RetrainResult:
         from edgeloop.learn import fit_model, to_onnx
-        from edgeloop.learn.train import rows_needed
+        from edgeloop.learn.train import CV_FOLDS, rows_needed
         from edgeloop.registry import describe
 
         cfg = self.config
@@ -217,7 +217,7 @@ class RetrainService:
         n = ts.rows.shape[0]
         # The rows left to fit once the holdout is taken must be enough for the
         # calibration quantile too: refused here, with the reason, not failed in fit_model.
-        folds = int(dict(cfg.params).get("cv_folds", 5))
+        folds = int(dict(cfg.params).get("cv_folds", CV_FOLDS))
         fit_need = rows_needed(cfg.quantile, folds, len(names))
         need = max(cfg.min_rows, math.ceil(fit_need / (1.0 - cfg.holdout_fraction)))
         if n < need:

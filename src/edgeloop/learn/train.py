@@ -204,6 +204,10 @@ def fingerprint(features: npt.ArrayLike) -> str:
     return hashlib.sha256(x.tobytes()).hexdigest()
 
 
+CV_FOLDS = 5
+"""Folds of the out-of-fold calibration unless ``fit_model`` is told otherwise."""
+
+
 def _tail(x: F64, quantile: float) -> float:
     """The ``quantile`` of ``x`` as an exceedance level: the order statistic at rank
     ``quantile * (n + 1)`` (numpy's "weibull" method), which a new normal row exceeds with
@@ -230,7 +234,7 @@ def fit_model(
     quantile: float = 0.999,
     *,
     group: str = "",
-    cv_folds: int = 5,
+    cv_folds: int = CV_FOLDS,
     **params: Any,
 ) -> TrainedModel:
     """Fit and calibrate a model on feature windows of normal operation.
