@@ -96,8 +96,8 @@ def test_check_names_what_a_report_does_not_show() -> None:
 
 @pytest.mark.slow
 def test_drift_is_detected_and_handled_by_the_hub_with_no_human_step(tmp_path: Path) -> None:
-    """Short version: the chain drift -> retraining -> canary -> a gate decision runs on
-    its own. Whether the first retrained model passes its gates depends on the few
+    """Short version: the chain drift -> retraining -> shadow rollout -> a gate decision
+    runs on its own. Whether the first retrained model passes its gates depends on the few
     sample rows a small fleet sends in a few seconds (seen both ways here); when one is
     promoted, the offline gateway follows it. ``EDGELOOP_SOAK=1``: the default scenario,
     which must promote and show what the issue asks (``check``: fleet-wide false alarms
@@ -127,12 +127,12 @@ def test_drift_is_detected_and_handled_by_the_hub_with_no_human_step(tmp_path: P
         assert key in rep, key
     assert rep["missing"] == []
     steps = [s["step"] for s in rep["steps"]]
-    chain = ["regime_change", "drift_detected", "retrain_started", "rollout_start_canary"]
+    chain = ["regime_change", "drift_detected", "retrain_started", "rollout_start_shadow"]
     assert all(s in steps for s in chain), text
     assert [steps.index(s) for s in chain] == sorted(steps.index(s) for s in chain), text
     assert steps.index("drift_detected") > steps.index("regime_change")
     decided = [s for s in steps if s.startswith(("rollout_step", "rollout_rollback", "promoted"))]
-    assert decided, text  # the hub's gates judged the canary
+    assert decided, text  # the hub's gates judged the shadow stage (or more)
     # No human step from the drift on: every actor is the hub's own.
     assert {s.get("actor") for s in rep["steps"]} <= {None, "drift", "rollout", "retrain"}, text
     if rep["promoted"] or SOAK:

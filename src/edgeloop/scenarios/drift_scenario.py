@@ -1,6 +1,6 @@
 """``edgeloop demo --scenario drift``: the plant changes its load regime, alerts rise,
-drift is detected, a model is retrained, canaried and promoted with no human step, and
-the false-alarm rate falls back.
+drift is detected, a model is retrained, shadowed, canaried and promoted with no human
+step, and the false-alarm rate falls back.
 
 What it does, in order:
 
@@ -11,8 +11,9 @@ What it does, in order:
 2. starts the hub with its drift service (sketch periods of ``drift_period_s``, judged on
    a timer as ``hub serve`` does) and its retraining service (``app.state.drift``,
    ``app.state.retrain``: a drift trigger starts a run that trains on the nodes' curated
-   normal windows, evaluates, registers and starts a canary rollout) and the gateways,
-   which send drift sketches and samples beside their telemetry;
+   normal windows, evaluates, registers and starts a rollout: shadow on every node, then a
+   canary and a step acting on it) and the gateways, which send drift sketches and
+   samples beside their telemetry;
 3. one gateway (the last) goes offline once the fleet runs the champion and stays off for
    the whole rollout; it is started again when the promotion is seen, and the time it
    takes to report acting on the new champion is measured;
@@ -132,9 +133,11 @@ def hub_options(opts: DriftOptions, missing: list[str]) -> dict[str, Any]:
     from edgeloop.rollout import Evidence, Gates, RolloutPolicy
 
     policy = RolloutPolicy(
+        # Shadow on every node first (decisions logged, not acted on), then a canary and
+        # a step acting on it, each stage judged by the gates before the next.
         canary_fraction=0.34,
         steps=(0.67,),
-        shadow_fraction=0.0,
+        shadow_fraction=1.0,
         evidence=Evidence(min_windows=150, min_nodes=1),
         gates=Gates(
             max_alert_ratio=1.0,  # the retrained model must not alert more than the champion
