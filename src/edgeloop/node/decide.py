@@ -152,14 +152,12 @@ class Decider:
             first[1:] = machines[order][1:] != machines[order][:-1]
             for r in rows[order[first]]:
                 m = int(self._machine_of[feats.sensor[r]])
-                st = self._state[m]
-                st.extend(int(feats.t1_ns[r]), int(feats.t1_ns[r] - feats.t0_ns[r]))
-                if st.open:
+                if self._state[m].open:
                     continue
                 decision = self._open(m, feats, sc, int(r), now_ns)
                 if decision is not None:
                     out.append(decision)
-            # Extend incidents of every hot machine, not only the explaining row's.
+            # Extend the incident of every hot machine (once, from all its hot rows).
             for m in np.unique(machines):
                 mine = rows[machines == m]
                 t1 = feats.t1_ns[mine]
